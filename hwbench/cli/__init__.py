@@ -1,0 +1,82 @@
+"""The hwbench command line. This module only wires commands; each lives in its own module."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from hwbench import __version__
+from hwbench.errors import HwbenchError
+
+DEBUG_ENV = "HWBENCH_DEBUG"
+
+app = typer.Typer(
+    name="hwbench",
+    help="Measure where each model should run, and what it costs there.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"hwbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
+) -> None:
+    """hwbench: profile models on every device you have, then find the cheapest place to run them."""
+
+
+def _register() -> None:
+    from hwbench.cli import devices, models, profile
+
+    app.command("devices")(devices.devices)
+    app.command("models")(models.models)
+    app.command("profile")(profile.profile)
+    try:  # analysis commands (issue 3) register themselves when present
+        from hwbench.cli import compare, frontier, prices
+
+        app.command("frontier")(frontier.frontier)
+        app.command("prices")(prices.prices)
+        app.command("compare")(compare.compare)
+    except ImportError:
+        pass
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app, mapping known errors to one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except HwbenchError as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        typer.echo(f"hwbench: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("hwbench: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("hwbench: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        typer.echo(f"hwbench: internal error: {type(e).__name__}: {e} (set {DEBUG_ENV}=1 for the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,105 @@
+"""Adapter registry: a name -> "module:Class" table, imported lazily, plus entry points.
+
+Vendor libraries are imported only inside their adapter module, and only when
+that adapter is used. Third parties ship adapters as packages that declare an
+entry point in the group ``hwbench.adapters``. Adapters never come from a path
+in a config file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from hwbench.adapter import Adapter, Probe
+from hwbench.errors import UsageError
+
+ENTRY_POINT_GROUP = "hwbench.adapters"
+
+BUILTIN: dict[str, str] = {
+    "null": "device_adapters.null:NullAdapter",
+    "ort-cpu": "device_adapters.ort_cpu:OrtCpuAdapter",
+    "openvino": "device_adapters.openvino_rt:OpenVinoAdapter",
+    "torch": "device_adapters.pytorch:TorchAdapter",
+    "tensorrt": "device_adapters.tensorrt_rt:TensorRtAdapter",
+    "ort-cuda": "device_adapters.ort_gpu:OrtCudaAdapter",
+    "ort-trt": "device_adapters.ort_gpu:OrtTensorRtAdapter",
+    "neuron": "device_adapters.neuron:NeuronAdapter",
+}
+
+# Only for hwbench's own tests: enabled by HWBENCH_TEST_ADAPTERS=1.
+TEST_ONLY: dict[str, str] = {
+    "faulty": "device_adapters.faulty:FaultyAdapter",
+}
+
+# Adapters a plain `hwbench profile` / `make demo` uses when none is named.
+CPU_DEFAULTS: tuple[str, ...] = ("ort-cpu", "openvino", "torch")
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    name: str
+    target: str  # "module:Class"
+    source: str  # "builtin" | "entry-point:<dist>" | "test"
+
+
+def _table() -> dict[str, AdapterInfo]:
+    table = {n: AdapterInfo(n, t, "builtin") for n, t in BUILTIN.items()}
+    if os.environ.get("HWBENCH_TEST_ADAPTERS") == "1":
+        table.update({n: AdapterInfo(n, t, "test") for n, t in TEST_ONLY.items()})
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in table:
+            continue  # built-ins win; a plugin cannot shadow them
+        dist = ep.dist.name if ep.dist is not None else "?"
+        table[ep.name] = AdapterInfo(ep.name, ep.value, f"entry-point:{dist}")
+    return table
+
+
+def names() -> list[str]:
+    """Every registered adapter name, built-ins first."""
+    return list(_table())
+
+
+def info(name: str) -> AdapterInfo:
+    table = _table()
+    if name not in table:
+        raise UsageError(f"unknown adapter {name!r}; known: {', '.join(table)}")
+    return table[name]
+
+
+def load(name: str) -> type[Adapter]:
+    """Import and return the adapter class. Import errors surface as UsageError-free exceptions
+    so that callers can turn them into an 'unavailable' probe (see probe())."""
+    target = info(name).target
+    module_name, _, cls_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"{target} is not an hwbench Adapter")
+    return cls
+
+
+def probe(name: str) -> Probe:
+    """Probe one adapter; a module whose import raises is reported, never raised."""
+    try:
+        cls = load(name)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any import failure of a plugin is a probe result
+        return Probe.missing(f"adapter module failed to import: {type(e).__name__}: {e}")
+    try:
+        return cls.probe()
+    except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
+        return Probe.missing(f"probe raised {type(e).__name__}: {e}")
+
+
+def parse_adapters(text: str) -> list[str]:
+    """Parse 'a,b' into known adapter names (UsageError for unknown ones)."""
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    if not items:
+        raise UsageError("empty adapter list")
+    for n in items:
+        info(n)
+    return list(dict.fromkeys(items))

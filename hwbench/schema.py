@@ -1,0 +1,129 @@
+"""The results format: one row per trial, an explicit pyarrow schema, a version in the file.
+
+History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/):
+  1  (hwbench 0.1.0) first release: trial records with latency statistics, cold start,
+     memory, scenario, effective precision, accuracy drift and energy columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"hwbench.schema_version"
+
+STATUS_OK = "ok"
+STATUS_UNSUPPORTED = "unsupported"
+STATUS_ERROR = "error"
+STATUSES = (STATUS_OK, STATUS_UNSUPPORTED, STATUS_ERROR)
+
+POWER_METHODS = ("nvml-counter", "nvml-sampled", "rapl", "neuron", "estimate-tdp", "none")
+
+
+@dataclass
+class TrialRecord:
+    """One result row. Units are in the names. None means 'not measured', never zero."""
+
+    run_id: str
+    trial_id: str
+    model: str
+    model_sha256: str
+    adapter: str
+    device: str  # what ran it, e.g. "Intel(R) Xeon(R) Platinum 8488C" or "NVIDIA H100 80GB HBM3"
+    precision: str  # requested
+    batch_size: int
+    scenario: str = "single-stream"
+    status: str = STATUS_OK
+    error: str | None = None
+    valid: bool = False
+    invalid_reasons: list[str] = field(default_factory=list)
+    precision_effective: str | None = None
+    concurrency: int = 1
+    input_shapes: str = "{}"  # JSON: input name -> shape at this batch size
+    n_samples: int = 0
+    duration_s: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_p999_ms: float | None = None
+    latency_mean_ms: float | None = None
+    latency_std_ms: float | None = None
+    latency_cv: float | None = None
+    latency_p50_ci_low_ms: float | None = None
+    latency_p50_ci_high_ms: float | None = None
+    latency_p99_ci_low_ms: float | None = None
+    latency_p99_ci_high_ms: float | None = None
+    throughput_sps: float | None = None
+    cold_start_s: float | None = None
+    peak_rss_mb: float | None = None
+    device_mem_peak_mb: float | None = None
+    accuracy_ok: bool | None = None  # None for the fp32 reference itself or when not checked
+    acc_max_abs_err: float | None = None
+    acc_mean_rel_err: float | None = None
+    acc_cosine: float | None = None
+    acc_top1_agreement: float | None = None
+    energy_j_per_inference: float | None = None
+    avg_power_w: float | None = None
+    idle_power_w: float | None = None
+    energy_above_idle_j_per_inference: float | None = None
+    power_method: str = "none"
+    power_period_ms: float | None = None
+    power_note: str | None = None  # how the energy was obtained, e.g. the TDP's source for estimates
+    accelerator: str | None = None  # "T4", "H100", "Inferentia2"... None for CPU runs
+    accelerators_used: int | None = None  # k of the instance's n accelerators
+    instance_type: str | None = None
+    host: str = ""
+    settings: str = "{}"  # JSON: effective adapter settings (threads, graph opt level, compile mode...)
+    started_at: str = ""  # ISO 8601 UTC
+    hwbench_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TYPES: dict[str, pa.DataType] = {
+    "str": pa.string(),
+    "str | None": pa.string(),
+    "int": pa.int64(),
+    "int | None": pa.int64(),
+    "float | None": pa.float64(),
+    "bool": pa.bool_(),
+    "bool | None": pa.bool_(),
+    "list[str]": pa.list_(pa.string()),
+}
+
+RECORD_SCHEMA = pa.schema(
+    [pa.field(f.name, _TYPES[str(f.type)], nullable=True) for f in fields(TrialRecord)],
+    metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()},
+)
+
+LATENCY_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string()),
+        pa.field("trial_id", pa.string()),
+        pa.field("iteration", pa.int64()),
+        pa.field("latency_ns", pa.int64()),
+    ],
+    metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()},
+)
+
+RECORD_COLUMNS = tuple(RECORD_SCHEMA.names)
+
+
+def records_table(records: list[TrialRecord]) -> pa.Table:
+    return pa.Table.from_pylist([r.to_row() for r in records], schema=RECORD_SCHEMA)
+
+
+def record_from_row(row: dict[str, Any]) -> TrialRecord:
+    names = {f.name for f in fields(TrialRecord)}
+    return TrialRecord(**{k: v for k, v in row.items() if k in names})
+
+
+def settings_json(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
