@@ -62,6 +62,7 @@ class SweepConfig:
     concurrency: int = 0  # offline scenario: 0 = adapter tunes it
     tdp_w: float | None = None  # for the estimate-tdp meter when the processor is not in the table
     idle_power_s: float = 1.0  # idle power measurement before a sweep (0 disables)
+    memory_limit_mb: float = 0.0  # per-worker RSS limit; 0: 90% of physical memory
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

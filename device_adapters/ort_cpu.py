@@ -1,0 +1,213 @@
+"""ONNX Runtime, CPU execution provider.
+
+fp32 runs the exported model as is. int8 quantizes it with onnxruntime.quantization:
+static QDQ calibrated on generated inputs for CNNs (and other non-transformer models),
+dynamic quantization for transformers, whose activations vary too much per input for
+static ranges from random data. fp16 converts the graph with ONNX Runtime's own
+float16 converter, keeping fp32 inputs and outputs. Quantized and converted models
+are cached by the source model's sha256. Inputs are bound once (IO binding), so the
+timed call is only `run_with_iobinding`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwbench.adapter import Adapter, ConcurrentRunner, Probe
+from hwbench.concurrency import ThreadedRunner
+from hwbench.errors import UnsupportedPoint
+from hwbench.modelspec import ModelSpec
+
+INSTALL_HINT = "pip install 'hwbench[ort]'"
+
+
+def _cache_root(cache_dir: str) -> Path:
+    if cache_dir:
+        return Path(cache_dir)
+    from hwbench.models import default_cache_dir
+
+    return default_cache_dir()
+
+
+def _atomic_build(target: Path, build: Any) -> Path:
+    """Build a file into a private temporary folder, then move it into place atomically.
+
+    ONNX Runtime's quantizer writes augmented models and calibration files into the
+    working directory; running it inside a temporary folder keeps the user's folder
+    clean, and the folder is removed whatever happens.
+    """
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".hwbench-ort-", dir=target.parent))
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp)
+        out = tmp / "model.onnx"
+        build(out)
+        os.replace(out, target)
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class _Calibration:
+    """onnxruntime.quantization.CalibrationDataReader over generated inputs."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
+        self._it = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by the calibrators we call
+        pass
+
+
+class OrtCpuAdapter(Adapter):
+    """ONNX Runtime on the CPU execution provider."""
+
+    name = "ort-cpu"
+    device_kind = "cpu"
+    precisions = ("fp32", "fp16", "int8")
+    scenarios = ("single-stream", "offline")
+    description = "ONNX Runtime, CPU execution provider"
+
+    @classmethod
+    def probe(cls) -> Probe:
+        try:
+            import onnxruntime as ort
+        except Exception as e:  # noqa: BLE001 - any import failure is the probe's answer
+            return Probe.missing(f"onnxruntime is not importable ({type(e).__name__}: {e})", INSTALL_HINT)
+        if "CPUExecutionProvider" not in ort.get_available_providers():
+            return Probe.missing("this onnxruntime build has no CPUExecutionProvider", INSTALL_HINT)
+        return Probe(available=True, devices=("CPU",), versions={"onnxruntime": ort.__version__})
+
+    # -- model preparation ------------------------------------------------------
+    def _int8_method(self, model: ModelSpec) -> str:
+        return "dynamic" if model.family == "transformer" else "static-qdq"
+
+    def _variant_path(self, model: ModelSpec, precision: str) -> Path:
+        if precision == "fp32":
+            return model.onnx_path
+        try:
+            ort_version = version("onnxruntime")
+        except PackageNotFoundError:  # pragma: no cover
+            ort_version = "?"
+        method = self._int8_method(model) if precision == "int8" else "fp16-keepio"
+        key = hashlib.sha256(f"{model.sha256}|{method}|{ort_version}".encode()).hexdigest()[:20]
+        target = _cache_root(self.options.cache_dir) / "ort-cpu" / f"{precision}-{key}.onnx"
+        if precision == "int8":
+            return _atomic_build(target, lambda out: self._quantize(model, out))
+        return _atomic_build(target, lambda out: self._to_fp16(model, out))
+
+    def _quantize(self, model: ModelSpec, out: Path) -> None:
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+        if self._int8_method(model) == "dynamic":
+            quantize_dynamic(str(model.onnx_path), str(out), weight_type=QuantType.QInt8)
+            return
+        from hwbench.workload import make_calibration_set
+
+        batches = make_calibration_set(model, batch_size=1, n=16)
+        quantize_static(
+            str(model.onnx_path),
+            str(out),
+            _Calibration(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+
+    def _to_fp16(self, model: ModelSpec, out: Path) -> None:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        proto = onnx.load(str(model.onnx_path))
+        converted = convert_float_to_float16(proto, keep_io_types=True)
+        onnx.save(converted, str(out))
+
+    def _session_options(self) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.options.threads > 0:
+            so.intra_op_num_threads = self.options.threads
+        so.log_severity_level = 3
+        return so
+
+    def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
+        import onnxruntime as ort
+
+        path = self._variant_path(model, precision)
+        self._precision = precision
+        self._path = path
+        self._model = model
+        so = self._session_options()
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            if precision != "fp32" and "NOT_IMPLEMENTED" in str(e):
+                raise UnsupportedPoint(f"ONNX Runtime CPU has no {precision} kernel for an op: {e}") from e
+            raise
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        self._inputs = inputs
+        self._binding = self._bind(self._session, inputs)
+        self._session.run_with_iobinding(self._binding)  # fail here, not inside the timed loop
+
+    def _bind(self, session: Any, inputs: dict[str, np.ndarray]) -> Any:
+        binding = session.io_binding()
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, array)
+        for name in self._output_names:
+            binding.bind_output(name)
+        return binding
+
+    def run(self) -> None:
+        self._session.run_with_iobinding(self._binding)
+
+    def open_concurrent(self, concurrency: int) -> ConcurrentRunner:
+        """Concurrent requests on one session: ONNX Runtime's `run` is thread-safe and releases
+        the GIL. Each slot has its own IO binding over its own copy of the inputs."""
+        n = concurrency or 2
+        bindings = [self._bind(self._session, {k: v.copy() for k, v in self._inputs.items()}) for _ in range(n)]
+        session = self._session
+        return ThreadedRunner(lambda slot: session.run_with_iobinding(bindings[slot]), n)
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outs = self._session.run(self._output_names, inputs)
+        return [np.asarray(o, dtype=np.float32) for o in outs]
+
+    def effective(self) -> dict[str, Any]:
+        so = self._session.get_session_options()
+        settings: dict[str, Any] = {
+            "precision_effective": self._precision,
+            "device": "CPU",
+            "execution_provider": self._session.get_providers()[0],
+            "intra_op_num_threads": so.intra_op_num_threads,  # 0 = ONNX Runtime's default (physical cores)
+            "graph_optimization_level": str(so.graph_optimization_level),
+            "execution_mode": str(so.execution_mode),
+            "io_binding": True,
+            "onnxruntime": version("onnxruntime"),
+        }
+        if self._precision == "int8":
+            settings["quantization"] = self._int8_method(self._model)
+        if self._precision == "fp16":
+            settings["conversion"] = "onnxruntime.transformers.float16, fp32 inputs/outputs kept"
+        return settings
+
+    def close(self) -> None:
+        self._session = None
+        self._binding = None

@@ -1,0 +1,62 @@
+"""`hwbench devices`: this host's fingerprint and every adapter's availability."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from hwbench import registry
+from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.fingerprint import host_fingerprint
+
+
+def _meters() -> list[dict[str, str]]:
+    try:
+        from hwbench.power.select import available_meters
+    except ImportError:
+        return []
+    out = []
+    for kind in ("cpu", "cuda", "neuron"):
+        for method, why in available_meters(kind):
+            out.append({"device_kind": kind, "method": method, "available": not why, "reason": why})
+    return out
+
+
+def devices(json_out: JsonFlag = False) -> None:
+    """Show this machine (CPU, ISA features, memory, GPUs, Neuron devices) and which adapters can run here."""
+    fp = host_fingerprint()
+    adapters = []
+    for name in registry.names():
+        p = registry.probe(name)
+        adapters.append(
+            {"name": name, "available": p.available, "reason": p.reason, "install_hint": p.install_hint,
+             "devices": list(p.devices), "versions": p.versions, "source": registry.info(name).source}
+        )
+    meters = _meters()
+    if json_out:
+        print_json({"host": fp, "adapters": adapters, "power_meters": meters})
+        return
+    host = Table(title="Host", show_header=False)
+    host.add_row("CPU", fp["cpu_model"])
+    host.add_row("cores", f"{fp['cores_physical']} physical, {fp['cores_logical']} logical")
+    host.add_row("ISA", " ".join(fp["cpu_flags"]) or "-")
+    host.add_row("memory", f"{fp['memory_gb']} GiB")
+    host.add_row("OS", fp["os"])
+    host.add_row("Python", fp["python"])
+    accel = fp["accelerators"]
+    host.add_row("accelerators", ", ".join(f"{a.get('count', 1)}x {a.get('name')}" for a in accel) if accel else "none found")
+    console.print(host)
+    table = Table(title="Adapters")
+    for col in ("adapter", "available", "devices / reason", "install"):
+        table.add_column(col)
+    for a in adapters:
+        ok = "[green]yes[/]" if a["available"] else "[red]no[/]"
+        detail = ", ".join(a["devices"]) if a["available"] else a["reason"]
+        table.add_row(a["name"], ok, detail, "" if a["available"] else a["install_hint"])
+    console.print(table)
+    if meters:
+        mt = Table(title="Power meters")
+        for col in ("device kind", "method", "available / reason"):
+            mt.add_column(col)
+        for m in meters:
+            mt.add_row(m["device_kind"], m["method"], "[green]yes[/]" if m["available"] else m["reason"])
+        console.print(mt)

@@ -1,0 +1,24 @@
+"""`hwbench models`: the built-in reference models."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from hwbench.cli.common import JsonFlag, console, print_json
+
+
+def models(json_out: JsonFlag = False) -> None:
+    """List the built-in reference models (random weights, built locally; no downloads)."""
+    from hwbench.models import list_builtin
+
+    items = list_builtin()
+    if json_out:
+        print_json(items)
+        return
+    table = Table(title="Built-in models (a path to an .onnx file works too)")
+    for col in ("name", "family", "task", "params", "inputs", "description"):
+        table.add_column(col)
+    for m in items:
+        inputs = "; ".join(f"{i['name']} {i['dtype']}{list(i['shape'])}" for i in m["inputs"])
+        table.add_row(m["name"], m["family"], m["task"], f"{m['params'] / 1e6:.2f} M", inputs, m["description"])
+    console.print(table)

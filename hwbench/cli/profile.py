@@ -1,0 +1,176 @@
+"""`hwbench profile`: sweep a model over adapters x precisions x batch sizes x scenarios."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hwbench import registry
+from hwbench.cli.common import JsonFlag, console, err_console, print_json
+from hwbench.errors import UsageError
+from hwbench.precision import ALL, SCENARIOS, parse_batches, parse_list
+from hwbench.settings import MeasureSettings, SweepConfig
+
+
+def _dims(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--dim takes NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise UsageError(f"--dim {name}: {value!r} is not an integer") from None
+        if out[name.strip()] <= 0:
+            raise UsageError(f"--dim {name}: must be positive")
+    return out
+
+
+def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
+    """Command-line flags on top of a sweep file (or the defaults). None means 'not given'."""
+    changes: dict[str, Any] = {}
+    if flags["model"]:
+        changes["models"] = tuple(m.strip() for m in flags["model"].split(",") if m.strip())
+    if flags["adapter"]:
+        changes["adapters"] = tuple(registry.parse_adapters(flags["adapter"]))
+    if flags["precision"]:
+        changes["precisions"] = tuple(parse_list(flags["precision"], ALL, "precision"))
+    if flags["batch"]:
+        changes["batch_sizes"] = tuple(parse_batches(flags["batch"]))
+    if flags["scenario"]:
+        changes["scenarios"] = tuple(parse_list(flags["scenario"], SCENARIOS, "scenario"))
+    for key in ("instance_type", "threads", "device", "concurrency", "tdp_w", "trial_timeout_s"):
+        if flags.get(key) is not None:
+            changes[key] = flags[key]
+    if flags["dim"]:
+        changes["dims"] = {**base.dims, **_dims(flags["dim"])}
+    measure = MeasureSettings.quick() if flags["quick"] else base.measure
+    if flags["duration"] is not None:
+        if flags["duration"] <= 0:
+            raise UsageError("--duration must be positive")
+        measure = dataclasses.replace(measure, min_duration_s=flags["duration"])
+    if flags["min_iters"] is not None:
+        if flags["min_iters"] <= 0:
+            raise UsageError("--min-iters must be positive")
+        measure = dataclasses.replace(measure, min_iters=flags["min_iters"])
+    changes["measure"] = measure
+    if flags["no_accuracy"]:
+        changes["accuracy"] = dataclasses.replace(base.accuracy, enabled=False)
+    if flags["quick"]:
+        changes["idle_power_s"] = min(base.idle_power_s, 0.3)
+    if not (changes.get("models") or base.models):
+        raise UsageError("no model given")
+    return dataclasses.replace(base, **changes)
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    return "-" if v is None or v != v else format(v, spec)
+
+
+def _summary_table(records: list[dict[str, Any]]) -> Table:
+    t = Table(title="hwbench profile")
+    for col in ("model", "adapter", "precision", "eff.", "batch", "scenario", "status", "p50 ms", "p99 ms",
+                "items/s", "cold s", "valid", "accuracy", "J/item"):
+        t.add_column(col, justify="right" if col in ("batch", "p50 ms", "p99 ms", "items/s", "cold s", "J/item") else "left")
+    for r in records:
+        status = r["status"]
+        style = {"ok": "green", "unsupported": "yellow", "error": "red"}.get(status, "")
+        valid = "yes" if r["valid"] else ("no: " + "; ".join(r["invalid_reasons"] or []) if status == "ok" else "-")
+        acc = {True: "ok", False: "[red]drift[/]", None: "-"}[r["accuracy_ok"] if r["accuracy_ok"] in (True, False) else None]
+        energy = _fmt(r["energy_j_per_inference"], ".3g")
+        if r["power_method"] == "estimate-tdp" and energy != "-":
+            energy += " (est.)"
+        detail = status if status == "ok" else f"{status}: {r['error'] or ''}"[:90]
+        t.add_row(r["model"], r["adapter"], r["precision"], r["precision_effective"] or "-", str(r["batch_size"]),
+                  r["scenario"], f"[{style}]{detail}[/]", _fmt(r["latency_p50_ms"]), _fmt(r["latency_p99_ms"]),
+                  _fmt(r["throughput_sps"], ".1f"), _fmt(r["cold_start_s"]), valid, acc, energy)
+    return t
+
+
+def profile(
+    model: Annotated[Optional[str], typer.Argument(help="Built-in model name(s), comma-separated, or a path to an .onnx file. Default: resnet50.")] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", "-a", help="Adapters, comma-separated (default: every available CPU adapter).")] = None,
+    batch: Annotated[Optional[str], typer.Option("--batch", "-b", help="Batch sizes, e.g. 1,8,32 (default 1,8).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", "-p", help=f"Precisions from {','.join(ALL)} (default fp32,bf16,int8).")] = None,
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="single-stream, offline, or both (default single-stream).")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Minimum timed seconds per trial (default 2).")] = None,
+    min_iters: Annotated[Optional[int], typer.Option("--min-iters", help="Minimum timed iterations per trial (default 100).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Short trials for smoke tests and CI (records flagged when too short).")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one run folder per invocation.")] = Path("results"),
+    instance: Annotated[Optional[str], typer.Option("--instance", help="Instance type this machine is, e.g. c7i.xlarge (used for pricing).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A sweep file (TOML); flags override it.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Complete an interrupted run folder without redoing finished trials.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Adapter device, e.g. cuda, cuda:1, GPU, NPU.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Offline scenario: requests in flight (default: tuned by the adapter).")] = None,
+    dim: Annotated[Optional[list[str]], typer.Option("--dim", help="A non-batch dynamic dimension, NAME=VALUE (e.g. sequence=64). Repeatable.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds before a trial's worker is killed (default 900).")] = None,
+    tdp_w: Annotated[Optional[float], typer.Option("--tdp-w", help="Processor TDP in watts for the estimate-tdp power meter.")] = None,
+    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the drift check against the fp32 reference.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table."""
+    from hwbench.runner import SweepRunner
+    from hwbench.store import read_manifest
+
+    flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
+                 min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
+                 concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy)
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if resume is not None:
+        cfg = SweepConfig.from_dict(read_manifest(resume)["requested"])
+        explicit = bool(cfg.adapters)
+    else:
+        if config is not None:
+            from hwbench.sweepfile import load_sweep
+
+            base = load_sweep(config)
+        else:
+            base = SweepConfig()
+        cfg = build_config(base, **flags)
+        explicit = bool(cfg.adapters)
+    status = err_console if json_out else console
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=status, transient=False)
+    task = None
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        nonlocal task
+        if kind == "model":
+            status.print(f"preparing model [bold]{data['name']}[/] (exported once, then cached)")
+        elif kind == "reference":
+            status.print(f"computing the fp32 reference outputs for {data['model']}")
+        elif kind == "start":
+            status.print(f"run folder: {data['run_dir']}")
+            for note in data["notes"]:
+                status.print(f"[yellow]note:[/] {note}")
+            progress.start()
+            task = progress.add_task("trials", total=data["total"], completed=data["total"] - data["todo"])
+        elif kind == "trial_start" and task is not None:
+            t = data["trial"]
+            progress.update(task, description=f"{t.model} {t.adapter} {t.precision} b{t.batch_size} {t.scenario}")
+        elif kind == "trial_done" and task is not None:
+            progress.advance(task)
+
+    runner = SweepRunner(cfg, out, on_event=on_event, resume_dir=resume, explicit_adapters=explicit)
+    try:
+        result = runner.run()
+    finally:
+        progress.stop()
+    records = result.records.to_dict("records")
+    if json_out:
+        print_json({"run_dir": str(result.run_dir), "interrupted": result.interrupted, "notes": result.notes, "records": records})
+    else:
+        console.print(_summary_table(records))
+        console.print(f"results: {result.run_dir}")
+    if result.interrupted:
+        err_console.print(f"interrupted: completed trials are saved. Resume with:\n  hwbench profile --resume {result.run_dir}")
+        sys.exit(130)

@@ -1,0 +1,237 @@
+"""One trial, in-process: prepare the adapter, measure, check accuracy, build the record.
+
+This runs inside a worker process (hwbench.worker); hwbench.runner owns the processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwbench import __version__, registry
+from hwbench.adapter import Adapter, AdapterOptions
+from hwbench.errors import UnsupportedPoint
+from hwbench.modelspec import ModelSpec
+from hwbench.power.base import EnergyReading, NullMeter, PowerMeter
+from hwbench.profiler import Measurement, measure_offline, measure_single_stream
+from hwbench.schema import STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED, TrialRecord, settings_json
+from hwbench.settings import SweepConfig
+from hwbench.stats import summarize
+
+REFERENCE_ADAPTER = "ort-cpu"
+REFERENCE_PRECISION = "fp32"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a sweep."""
+
+    model: str
+    adapter: str
+    precision: str
+    batch_size: int
+    scenario: str = "single-stream"
+
+    @property
+    def trial_id(self) -> str:
+        from hwbench.store import safe_name
+
+        return safe_name(f"{self.model}__{self.adapter}__{self.precision}__b{self.batch_size}__{self.scenario}")
+
+    def is_reference(self) -> bool:
+        return self.adapter == REFERENCE_ADAPTER and self.precision == REFERENCE_PRECISION
+
+
+@dataclass
+class TrialContext:
+    """What the runner hands a worker besides the trial itself."""
+
+    run_id: str
+    config: SweepConfig
+    cpu_model: str
+    hostname: str
+    cache_dir: str
+    reference_npz: str | None = None
+    idle_power_w: float | None = None
+    idle_power_method: str | None = None
+
+
+def base_record(trial: Trial, spec: ModelSpec | None, ctx: TrialContext) -> TrialRecord:
+    return TrialRecord(
+        run_id=ctx.run_id,
+        trial_id=trial.trial_id,
+        model=trial.model,
+        model_sha256=spec.sha256 if spec else "",
+        adapter=trial.adapter,
+        device=ctx.cpu_model,
+        precision=trial.precision,
+        batch_size=trial.batch_size,
+        scenario=trial.scenario,
+        input_shapes=json.dumps(spec.input_shapes(trial.batch_size)) if spec else "{}",
+        instance_type=ctx.config.instance_type,
+        host=ctx.hostname,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        hwbench_version=__version__,
+    )
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _meter(adapter: Adapter, ctx: TrialContext) -> PowerMeter:
+    try:
+        from hwbench.power.select import meter_for
+    except ImportError:
+        return NullMeter()
+    return meter_for(adapter.device_kind, tdp_w=ctx.config.tdp_w)
+
+
+def _apply_energy(rec: TrialRecord, e: EnergyReading | None, m: Measurement, ctx: TrialContext) -> None:
+    rec.idle_power_w = ctx.idle_power_w
+    if e is None:
+        rec.power_method = "none"
+        return
+    inferences = m.completed * rec.batch_size
+    rec.power_method = e.method
+    rec.power_period_ms = e.period_ms
+    rec.power_note = e.note or None
+    rec.avg_power_w = e.avg_power_w
+    if inferences > 0:
+        rec.energy_j_per_inference = e.energy_j / inferences
+        if ctx.idle_power_w is not None and ctx.idle_power_method == e.method:
+            above = max(0.0, e.energy_j - ctx.idle_power_w * e.duration_s)
+            rec.energy_above_idle_j_per_inference = above / inferences
+    if e.too_short:
+        rec.invalid_reasons.append(f"power window {e.duration_s:.2f} s shorter than ten meter periods")
+        rec.valid = False
+
+
+def accuracy_inputs(spec: ModelSpec, batch_size: int, ctx_seed: int, min_items: int = 8) -> list[dict[str, np.ndarray]]:
+    """The same inputs for the reference and every candidate: enough batches for min_items items."""
+    from hwbench.workload import make_inputs
+
+    n = max(1, math.ceil(min_items / batch_size))
+    return [make_inputs(spec, batch_size, seed=ctx_seed + i) for i in range(n)]
+
+
+def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialRecord, ctx: TrialContext) -> None:
+    acc = ctx.config.accuracy
+    if not acc.enabled or trial.is_reference() or not ctx.reference_npz:
+        return
+    from hwbench.accuracy import compare_outputs
+
+    with np.load(ctx.reference_npz, allow_pickle=False) as ref:
+        batches = accuracy_inputs(spec, trial.batch_size, acc.seed)
+        reference: list[np.ndarray] = []
+        candidate: list[np.ndarray] = []
+        for i, inputs in enumerate(batches):
+            outs = adapter.infer(inputs)
+            for j, out in enumerate(outs):
+                key = f"b{trial.batch_size}_s{i}_o{j}"
+                if key not in ref:
+                    return  # no reference at this batch size: accuracy not checked
+                reference.append(ref[key])
+                candidate.append(np.asarray(out, dtype=np.float32))
+    result = compare_outputs(reference, candidate, spec.task, acc)
+    rec.accuracy_ok = bool(result.ok)
+    rec.acc_max_abs_err = result.max_abs_err
+    rec.acc_mean_rel_err = result.mean_rel_err
+    rec.acc_cosine = result.cosine
+    rec.acc_top1_agreement = result.top1_agreement
+
+
+def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRecord, np.ndarray | None]:
+    """Run one trial; every outcome becomes a record (ok, unsupported or error)."""
+    rec = base_record(trial, spec, ctx)
+    cfg = ctx.config
+    options = AdapterOptions(
+        device=cfg.device, threads=cfg.threads, concurrency=cfg.concurrency, cache_dir=ctx.cache_dir,
+        extra={"batch_sizes": list(cfg.batch_sizes)},
+    )
+    adapter: Adapter | None = None
+    samples = None
+    try:
+        cls = registry.load(trial.adapter)
+        adapter = cls(options)
+        reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
+        if reason:
+            rec.status, rec.error = STATUS_UNSUPPORTED, reason
+            return rec, None
+        from hwbench.workload import make_inputs
+
+        inputs = make_inputs(spec, trial.batch_size, seed=0)
+        t0 = time.perf_counter()
+        adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
+        rec.cold_start_s = time.perf_counter() - t0
+        meter = _meter(adapter, ctx)
+        try:
+            if trial.scenario == "offline":
+                runner = adapter.open_concurrent(cfg.concurrency)
+                try:
+                    m = measure_offline(runner, cfg.measure, meter=meter)
+                finally:
+                    close = getattr(runner, "close", None)
+                    if close:
+                        close()
+            else:
+                m = measure_single_stream(adapter.run, cfg.measure, meter=meter)
+        finally:
+            meter.close()
+        samples = m.samples_ns
+        stats = summarize(m.samples_ns, trial.batch_size, m.wall_s, m.completed, cfg.measure, capped=m.capped)
+        for k, v in stats.items():
+            setattr(rec, k, v)
+        rec.concurrency = m.concurrency
+        _apply_energy(rec, m.energy, m, ctx)
+        eff = adapter.effective()
+        rec.precision_effective = eff.get("precision_effective")
+        if adapter.device_kind not in ("cpu", "none"):
+            rec.device = str(eff.get("device_name") or eff.get("device") or rec.device)
+        rec.accelerator = eff.get("accelerator")
+        rec.accelerators_used = eff.get("accelerators_used")
+        rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
+        rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped})
+        _check_accuracy(adapter, trial, spec, rec, ctx)
+        rec.status = STATUS_OK
+    except UnsupportedPoint as e:
+        rec.status, rec.error, rec.valid = STATUS_UNSUPPORTED, str(e), False
+    except Exception as e:  # noqa: BLE001 - an adapter failure is a result, not a crash
+        rec.status, rec.valid = STATUS_ERROR, False
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        rec.error = f"{type(e).__name__}: {e}{where}"[:2000]
+    finally:
+        if adapter is not None:
+            try:
+                adapter.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the result
+                pass
+    rec.peak_rss_mb = _peak_rss_mb()
+    return rec, samples
+
+
+def compute_reference(spec: ModelSpec, batch_sizes: list[int], seed: int, out_npz: Path, cache_dir: str) -> None:
+    """fp32 ONNX Runtime outputs on the accuracy inputs, for every batch size, saved without pickle."""
+    cls = registry.load(REFERENCE_ADAPTER)
+    adapter = cls(AdapterOptions(cache_dir=cache_dir))
+    arrays: dict[str, Any] = {}
+    first = accuracy_inputs(spec, batch_sizes[0], seed)[0]
+    adapter.prepare(spec, REFERENCE_PRECISION, batch_sizes[0], first)
+    for b in batch_sizes:
+        for i, inputs in enumerate(accuracy_inputs(spec, b, seed)):
+            for j, out in enumerate(adapter.infer(inputs)):
+                arrays[f"b{b}_s{i}_o{j}"] = np.asarray(out, dtype=np.float32)
+    adapter.close()
+    tmp = out_npz.with_name(f".{out_npz.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(out_npz)

@@ -1,0 +1,64 @@
+"""Worker process entry: `python -m hwbench.worker JOB.json`.
+
+A fresh interpreter per trial (the 'spawn' start method, without inheriting the
+parent's imports), so trials of different adapters never share a process and a
+crash, hang or leak in a vendor runtime takes down only this worker. The job is
+JSON in and Parquet fragments out: no pickle crosses the process boundary.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+JOB_TRIAL = "trial"
+JOB_REFERENCE = "reference"
+
+
+def set_parent_death_signal() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (the CLI was killed)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run(job: dict) -> int:
+    from hwbench.modelspec import ModelSpec
+    from hwbench.settings import SweepConfig
+
+    spec = ModelSpec.from_json(job["model_spec"])
+    if job["kind"] == JOB_REFERENCE:
+        from hwbench.trial import compute_reference
+
+        compute_reference(spec, job["batch_sizes"], job["seed"], Path(job["out_npz"]), job["cache_dir"])
+        return 0
+
+    from hwbench.store import RunWriter
+    from hwbench.trial import Trial, TrialContext, run_trial
+
+    trial = Trial(**job["trial"])
+    ctx = TrialContext(config=SweepConfig.from_dict(job["config"]), **job["context"])
+    record, samples = run_trial(trial, spec, ctx)
+    RunWriter(Path(job["run_dir"])).write_trial(record, samples)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m hwbench.worker JOB.json", file=sys.stderr)
+        return 2
+    if os.environ.get("HWBENCH_WORKER_PARENT") and str(os.getppid()) != os.environ["HWBENCH_WORKER_PARENT"]:
+        return 3  # the parent died before we started: do nothing
+    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    return _run(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
