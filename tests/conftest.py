@@ -1,0 +1,22 @@
+"""Shared fixtures. The tiny built-in models are exported once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwbench.modelspec import ModelSpec
+
+TINY_MODELS = ("mlp-tiny", "resnet-tiny", "bert-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec]:
+    """name -> ModelSpec for mlp-tiny, resnet-tiny and bert-tiny, built into a session cache dir.
+
+    The cache dir is ``spec.onnx_path.parents[2]`` for any of them. Needs torch to build.
+    """
+    pytest.importorskip("torch", reason="building the tiny reference models needs torch")
+    from hwbench.models import resolve
+
+    cache_dir = tmp_path_factory.mktemp("hwbench-cache")
+    return {name: resolve(name, cache_dir=cache_dir) for name in TINY_MODELS}
