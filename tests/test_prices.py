@@ -1,0 +1,142 @@
+"""The price catalog: built-in facts, user files, TCO and k-of-n arithmetic, and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hwbench.errors import ConfigError
+from hwbench.prices import accelerator_share, load_builtin, load_catalog, tco_usd_per_hour
+
+# the AWS on-demand facts the catalog must carry (us-east-1, snapshot 2025-11-30)
+ISSUE_PRICES = {
+    "g4dn.xlarge": ("T4", 1, 0.526), "g6.xlarge": ("L4", 1, 0.8048), "g5.xlarge": ("A10G", 1, 1.006),
+    "g6e.xlarge": ("L40S", 1, 1.861), "p4d.24xlarge": ("A100-40GB", 8, 21.958),
+    "p4de.24xlarge": ("A100-80GB", 8, 27.447), "p5.48xlarge": ("H100", 8, 55.04),
+    "p5en.48xlarge": ("H200", 8, 63.296), "inf2.xlarge": ("Inferentia2", 1, 0.7582),
+    "inf2.48xlarge": ("Inferentia2", 12, 12.98),
+}
+
+
+def write(tmp_path: Path, text: str, name: str = "prices.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_builtin_catalog_has_the_issue_prices_dated_and_sourced() -> None:
+    catalog = load_builtin()
+    for name, (accelerator, count, usd) in ISSUE_PRICES.items():
+        p = catalog.get(name)
+        assert p is not None, name
+        assert (p.accelerator, p.accelerator_count, p.on_demand_usd_per_hour) == (accelerator, count, usd)
+        assert (p.provider, p.region, p.as_of) == ("aws", "us-east-1", "2025-11-30")
+    for p in catalog.prices.values():  # every entry, CPU ones included, is dated and sourced
+        assert p.as_of and p.source.startswith("AWS EC2 On-Demand pricing")
+    assert catalog.get("c7i.large").accelerator_count == 0
+
+
+def test_tco_matches_hand_computation() -> None:
+    # 90,000 $ over 4 years, 2.4 kW at PUE 1.4 and 0.12 $/kWh:
+    # 90000 / 35040 = 2.568493... ; 2.4 * 1.4 * 0.12 = 0.4032 ; total 2.971693...
+    assert tco_usd_per_hour(90_000, 4, 2400, 0.12, 1.4) == pytest.approx(2.5684931506849313 + 0.4032)
+
+
+def test_accelerator_share() -> None:
+    assert accelerator_share(1, 8) == 0.125
+    assert accelerator_share(3, 12) == 0.25
+    assert accelerator_share(None, 8) == 1.0  # not recorded: charge the whole instance, never less
+    assert accelerator_share(None, 0) == 1.0
+    with pytest.raises(ValueError):
+        accelerator_share(9, 8)
+
+
+def test_user_file_adds_on_prem_and_overrides_a_price(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[electricity]
+usd_per_kwh = 0.12
+as_of = 2026-01-15
+source = "utility bill"
+
+[instances.lab-a100]
+accelerator = "A100-80GB"
+accelerator_count = 4
+capital_usd = 90000
+lifetime_years = 4
+power_w = 2400
+usd_per_kwh = 0.12
+pue = 1.4
+as_of = 2026-01-15
+source = "purchase order 4411"
+
+[instances."g4dn.xlarge"]
+on_demand_usd_per_hour = 0.40
+spot_usd_per_hour = 0.2
+as_of = "2026-02-01"
+source = "negotiated rate"
+""")
+    catalog = load_catalog([path])
+    lab = catalog.get("lab-a100")
+    assert lab.provider == "on-prem" and lab.basis == "tco" and lab.origin == str(path)
+    assert lab.usd_per_hour() == pytest.approx(90000 / 35040 + 0.4032)
+    g4 = catalog.get("g4dn.xlarge")
+    assert (g4.on_demand_usd_per_hour, g4.spot_usd_per_hour, g4.as_of, g4.source) == (0.40, 0.2, "2026-02-01", "negotiated rate")
+    assert (g4.accelerator, g4.accelerator_count, g4.region) == ("T4", 1, "us-east-1")  # inherited
+    assert catalog.electricity.usd_per_kwh == 0.12
+    assert catalog.get("p5.48xlarge").on_demand_usd_per_hour == 55.04  # untouched
+    assert catalog.files == (str(path),)
+
+
+def test_measured_power_tco(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[instances.box]
+capital_usd = 8760
+lifetime_years = 1
+power_w = "measured"
+usd_per_kwh = 0.5
+pue = 2.0
+as_of = 2026-01-01
+source = "invoice"
+""")
+    tco = load_catalog([path]).get("box").tco
+    assert tco.power_w is None
+    assert tco.usd_per_hour() is None  # needs a measurement
+    assert tco.usd_per_hour(measured_power_w=100) == pytest.approx(1.0 + 0.1 * 2.0 * 0.5)
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[instances.x]\non_demand_usd_per_hour = -1.0\nas_of = 2026-01-01\nsource = "s"\n', "negative"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\ncolour = "red"\nas_of = 2026-01-01\nsource = "s"\n', "unknown field 'colour'"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nsource = "s"\n', "needs as_of"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nas_of = 2026-01-01\n', "needs a source"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nas_of = "last week"\nsource = "s"\n', "must be a date"),
+    ('[instances.x]\ncapital_usd = 100\nas_of = 2026-01-01\nsource = "s"\n', "also needs lifetime_years"),
+    ('[instances.x]\ncapital_usd = 1\nlifetime_years = 1\npower_w = 1\nusd_per_kwh = 1\npue = 0.5\n'
+     'as_of = 2026-01-01\nsource = "s"\n', "pue is too small"),
+    ('[instances.x]\naccelerator_count = 2\non_demand_usd_per_hour = 1.0\nas_of = 2026-01-01\nsource = "s"\n', "no accelerator is named"),
+    ('colour = 1\n', "unknown top-level key 'colour'"),
+    ('schema_version = 9\n', "schema_version 9"),
+    ('[instances.x\n', "not valid TOML"),
+    ('[instances."g4dn.xlarge"]\nvcpus = 8\n', "needs on_demand_usd_per_hour"),
+])
+def test_bad_price_files_are_refused_in_one_line(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_catalog([write(tmp_path, body)])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_every_problem_is_listed(tmp_path: Path) -> None:
+    path = write(tmp_path, '[instances.a]\non_demand_usd_per_hour = -2\ncolour = 1\nas_of = 2026-01-01\nsource = "s"\n'
+                           '[instances.b]\nspot_usd_per_hour = 0\n')
+    with pytest.raises(ConfigError, match="problems") as info:
+        load_catalog([path])
+    text = str(info.value)
+    assert "instances.a.on_demand_usd_per_hour is negative" in text and "instances.a: unknown field 'colour'" in text
+    assert "instances.b.spot_usd_per_hour" in text and "instances.b: needs as_of" in text
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_catalog([tmp_path / "nope.toml"])
