@@ -32,7 +32,7 @@ from hwbench.modelspec import ModelSpec
 from hwbench.schema import STATUS_ERROR, STATUS_UNSUPPORTED
 from hwbench.settings import SweepConfig
 from hwbench.schema import TrialRecord
-from hwbench.store import RunWriter, load_run_records, read_manifest, read_trial_record, safe_name
+from hwbench.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
 from hwbench.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record
 from hwbench.worker import JOB_REFERENCE, JOB_TRIAL, set_parent_death_signal
 
@@ -164,7 +164,7 @@ class SweepRunner:
         else:
             self.run_id = new_run_id()
             self.run_dir = Path(out_dir) / self.run_id
-        self.writer = RunWriter(self.run_dir)
+            ensure_writable(Path(out_dir))  # fail fast, before any model is exported
         self.notes: list[str] = []
 
     def _emit(self, kind: str, **data: Any) -> None:
@@ -279,6 +279,7 @@ class SweepRunner:
         if not adapters:
             raise UsageError("no adapter can run here; see `hwbench devices`")
         specs = self._resolve_models()
+        self.writer = RunWriter(self.run_dir)
         idle = self._idle_power([a for a in adapters if a not in missing])
         self.writer.write_manifest(self._manifest(adapters, specs, idle, fp))
         trials = plan(self.config, adapters)

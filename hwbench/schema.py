@@ -53,7 +53,8 @@ class TrialRecord:
     latency_p999_ms: float | None = None
     latency_mean_ms: float | None = None
     latency_std_ms: float | None = None
-    latency_cv: float | None = None
+    latency_cv: float | None = None  # std / mean
+    latency_robust_cv: float | None = None  # 1.4826 * MAD / median: spread without the outliers
     latency_p50_ci_low_ms: float | None = None
     latency_p50_ci_high_ms: float | None = None
     latency_p99_ci_low_ms: float | None = None

@@ -79,19 +79,25 @@ def atomic_write_text(target: Path, text: str) -> None:
     _fsync_dir(target.parent)
 
 
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be written there, or raise UsageError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".hwbench-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to output folder {folder}: {e.strerror or e}") from e
+
+
 class RunWriter:
     """Writes one run folder. Every completed trial is durable as soon as write_trial returns."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        try:
-            (self.run_dir / "records").mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "latencies").mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise UsageError(f"cannot write to output folder {self.run_dir}: {e.strerror or e}") from e
+        ensure_writable(self.run_dir)
+        for sub in ("records", "latencies"):
+            (self.run_dir / sub).mkdir(exist_ok=True)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.run_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
@@ -170,11 +176,20 @@ def _read_many(run_dir: Path, compacted: str, sub: str, schema: pa.Schema) -> pd
     return pd.concat(frames, ignore_index=True)
 
 
+def as_dicts(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain dicts, with missing values as None (never NaN)."""
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    for row in rows:
+        if "invalid_reasons" in row and row["invalid_reasons"] is not None:
+            row["invalid_reasons"] = list(row["invalid_reasons"])
+    return rows
+
+
 def read_trial_record(run_dir: Path, trial_id: str) -> TrialRecord | None:
     """The record of one trial, from its fragment or the compacted file."""
     frag = Path(run_dir) / "records" / (safe_name(trial_id) + ".parquet")
     df = _read_table(frag, RECORD_SCHEMA) if frag.exists() else load_run_records(Path(run_dir))
-    rows = df[df["trial_id"] == trial_id].to_dict("records")
+    rows = as_dicts(df[df["trial_id"] == trial_id])
     return record_from_row(rows[-1]) if rows else None
 
 

@@ -126,7 +126,7 @@ def accuracy_inputs(spec: ModelSpec, batch_size: int, ctx_seed: int, min_items: 
 
 def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialRecord, ctx: TrialContext) -> None:
     acc = ctx.config.accuracy
-    if not acc.enabled or trial.is_reference() or not ctx.reference_npz:
+    if not acc.enabled or trial.is_reference() or not ctx.reference_npz or adapter.device_kind == "none":
         return
     from hwbench.accuracy import compare_outputs
 

@@ -70,12 +70,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("hwbench: interrupted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
+    except typer.TyperException as e:  # usage errors from the command-line parser
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"hwbench: error: {e}", err=True)
+        sys.exit(getattr(e, "exit_code", 2) or 2)
+    except Exception as e:  # anything unexpected: one line, traceback on demand
         if os.environ.get(DEBUG_ENV):
             raise
         typer.echo(f"hwbench: internal error: {type(e).__name__}: {e} (set {DEBUG_ENV}=1 for the traceback)", err=True)

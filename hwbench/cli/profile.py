@@ -74,24 +74,67 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
     return "-" if v is None or v != v else format(v, spec)
 
 
-def _summary_table(records: list[dict[str, Any]]) -> Table:
-    t = Table(title="hwbench profile")
-    for col in ("model", "adapter", "precision", "eff.", "batch", "scenario", "status", "p50 ms", "p99 ms",
-                "items/s", "cold s", "valid", "accuracy", "J/item"):
-        t.add_column(col, justify="right" if col in ("batch", "p50 ms", "p99 ms", "items/s", "cold s", "J/item") else "left")
+def _num(v: Any) -> str:
+    """A number for a narrow column: no exponent unless it is tiny."""
+    if v is None or v != v:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 0.01:
+        return f"{v:.3f}"
+    return f"{v:.1e}"
+
+
+def _flags(r: dict[str, Any]) -> list[str]:
+    """Why a measured point deserves a second look: validity, drift, estimated energy."""
+    out = list(r["invalid_reasons"] or [])
+    if r["accuracy_ok"] is False:
+        out.append(f"accuracy drift: cosine {_fmt(r['acc_cosine'], '.4f')}, mean rel. err {_fmt(r['acc_mean_rel_err'], '.3f')}")
+    return out
+
+
+def render_summary(records: list[dict[str, Any]]) -> list[Any]:
+    """A compact table of measured points, then footnotes, then what did not run and why."""
+    models = sorted({r["model"] for r in records})
+    one_model = len(models) == 1
+    t = Table(title=f"hwbench profile: {models[0] if one_model else 'all models'} (measured)")
+    for col, right in ((() if one_model else (("model", 0),)) + (("adapter", 0),) +
+                       ( ("prec.", 0), ("batch", 1), ("scen.", 0), ("p50 ms", 1),
+                       ("p99 ms", 1), ("items/s", 1), ("cold s", 1), ("J/item", 1), ("flags", 0))):
+        t.add_column(col, justify="right" if right else "left", overflow="fold")
+    notes: list[str] = []
+    others: list[str] = []
     for r in records:
-        status = r["status"]
-        style = {"ok": "green", "unsupported": "yellow", "error": "red"}.get(status, "")
-        valid = "yes" if r["valid"] else ("no: " + "; ".join(r["invalid_reasons"] or []) if status == "ok" else "-")
-        acc = {True: "ok", False: "[red]drift[/]", None: "-"}[r["accuracy_ok"] if r["accuracy_ok"] in (True, False) else None]
-        energy = _fmt(r["energy_j_per_inference"], ".3g")
+        if r["status"] != "ok":
+            color = "yellow" if r["status"] == "unsupported" else "red"
+            others.append(f"[{color}]{r['status']}[/] {r['model']} {r['adapter']} {r['precision']} b{r['batch_size']}: {r['error']}")
+            continue
+        prec = r["precision"]
+        if r["precision_effective"] and r["precision_effective"] != prec:
+            prec = f"{prec}->{r['precision_effective']}"
+        refs = []
+        for flag in _flags(r):
+            if flag not in notes:
+                notes.append(flag)
+            refs.append(str(notes.index(flag) + 1))
+        energy = _num(r["energy_j_per_inference"])
         if r["power_method"] == "estimate-tdp" and energy != "-":
-            energy += " (est.)"
-        detail = status if status == "ok" else f"{status}: {r['error'] or ''}"[:90]
-        t.add_row(r["model"], r["adapter"], r["precision"], r["precision_effective"] or "-", str(r["batch_size"]),
-                  r["scenario"], f"[{style}]{detail}[/]", _fmt(r["latency_p50_ms"]), _fmt(r["latency_p99_ms"]),
-                  _fmt(r["throughput_sps"], ".1f"), _fmt(r["cold_start_s"]), valid, acc, energy)
-    return t
+            energy += "*"
+        style = "" if r["valid"] and r["accuracy_ok"] is not False else "dim"
+        scen = "off" if r["scenario"] == "offline" else "ss"
+        cells = [r["adapter"], prec, str(r["batch_size"]), scen, _num(r["latency_p50_ms"]),
+                 _num(r["latency_p99_ms"]), _num(r["throughput_sps"]), _num(r["cold_start_s"]),
+                 energy, ",".join(refs) or "ok"]
+        t.add_row(*(cells if one_model else [r["model"], *cells]), style=style)
+    out: list[Any] = [t]
+    out += [f"  [{i}] {n}" for i, n in enumerate(notes, 1)]
+    if any(r["power_method"] == "estimate-tdp" for r in records):
+        out.append("  * energy estimated from the processor's TDP and utilisation, not measured (see power_note)")
+    out += others
+    return out
 
 
 def profile(
@@ -118,7 +161,7 @@ def profile(
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table."""
     from hwbench.runner import SweepRunner
-    from hwbench.store import read_manifest
+    from hwbench.store import as_dicts, read_manifest
 
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
@@ -165,11 +208,12 @@ def profile(
         result = runner.run()
     finally:
         progress.stop()
-    records = result.records.to_dict("records")
+    records = as_dicts(result.records)
     if json_out:
         print_json({"run_dir": str(result.run_dir), "interrupted": result.interrupted, "notes": result.notes, "records": records})
     else:
-        console.print(_summary_table(records))
+        for item in render_summary(records):
+            console.print(item)
         console.print(f"results: {result.run_dir}")
     if result.interrupted:
         err_console.print(f"interrupted: completed trials are saved. Resume with:\n  hwbench profile --resume {result.run_dir}")
