@@ -15,6 +15,7 @@ Write ``./mlp`` to mean a file called ``mlp``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -173,34 +174,34 @@ def _builtin_dims(entry: ZooEntry, dims: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def _export_settings() -> dict[str, Any]:
-    return {"exporter": EXPORTER, "opset": OPSET, "example_batch": EXAMPLE_BATCH, "dynamic": "batch+config"}
-
-
 def _cache_key(entry: ZooEntry) -> str:
     """Content key of a built-in: config, seed, torch version and export settings."""
-    import hashlib
-
     try:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
-        raise ModelError(f"building the built-in model {entry.name} needs torch: pip install 'hwbench[torch]'") from None
+        hint = "pip install 'hwbench[torch]'"
+        raise ModelError(f"building the built-in model {entry.name} needs torch: {hint}") from None
     doc = {
         "format": CACHE_FORMAT,
         "arch": entry.config.arch,
         "config": asdict(entry.config),
         "seed": entry.seed,
         "torch": torch_version,
-        "export": _export_settings(),
+        "export": {"exporter": EXPORTER, "opset": OPSET, "example_batch": EXAMPLE_BATCH, "dynamic": "batch+config"},
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _read_meta(folder: Path) -> dict[str, Any] | None:
-    """The entry's metadata when the folder holds a whole model, else None."""
+def _read_meta(folder: Path, key: str) -> dict[str, Any] | None:
+    """The entry's metadata when the folder holds a whole model for `key`, else None.
+
+    The cache trusts its own files beyond this: sizes are checked, contents are not rehashed.
+    """
     try:
         meta = json.loads((folder / META_FILE).read_text())
-        if (folder / ONNX_FILE).stat().st_size != meta["onnx_bytes"] or not (folder / WEIGHTS_FILE).is_file():
+        if meta["key"] != key or (folder / ONNX_FILE).stat().st_size != meta["onnx_bytes"]:
+            return None
+        if not (folder / WEIGHTS_FILE).is_file():
             return None
         return meta
     except (OSError, ValueError, KeyError, TypeError):
@@ -216,7 +217,7 @@ def _resolve_builtin(entry: ZooEntry, cache_dir: Path, dims: dict[str, int]) -> 
     folder = root / f"{entry.name}-{key[:16]}"
     if folder.parent != root:
         raise ModelError(f"cache path for {entry.name!r} escapes {root}")
-    meta = _read_meta(folder)
+    meta = _read_meta(folder, key)
     if meta is None:
         meta = _build_into(entry, key, root, folder)
     return ModelSpec(
@@ -258,12 +259,15 @@ def _build_into(entry: ZooEntry, key: str, root: Path, folder: Path) -> dict[str
         meta = _export_builtin(entry, key, tmp)
         if folder.exists():  # a broken entry (files missing or cut short): move it aside, then delete it
             trash = Path(tempfile.mkdtemp(prefix=f".tmp-broken-{entry.name}-", dir=root))
-            os.replace(folder, trash / "old")
+            try:
+                os.replace(folder, trash / "old")
+            except FileNotFoundError:
+                pass  # another process moved it first
             shutil.rmtree(trash, ignore_errors=True)
         try:
             os.rename(tmp, folder)
         except OSError:
-            winner = _read_meta(folder)  # another process finished first: use its copy
+            winner = _read_meta(folder, key)  # another process finished first: use its copy
             if winner is None:
                 raise
             return winner

@@ -7,7 +7,7 @@ ModelError naming the file.
 Non-batch dynamic dims get a default unless the caller's ``dims`` sets them:
   * ``dims["<input>:<axis>"]``, then ``dims["<symbol>"]`` (the dim_param in the ONNX);
   * a symbol named like a sequence (seq, length, len, token): SEQUENCE_DEFAULT (128);
-  * a symbol named like an image side (height, width, h, w, image, img, size): IMAGE_DEFAULT (224);
+  * a symbol named like an image side (height, width, h, w, image, img): IMAGE_DEFAULT (224);
   * by position: axis 1 of a 2-D integer input is a sequence (128); the spatial axes of a
     4-D float input are image sides (224, NCHW unless axis 3 is a fixed 1 or 3: NHWC);
   * anything else: OTHER_DEFAULT (1).
@@ -42,7 +42,7 @@ FEEDABLE_DTYPES = frozenset(
     {"float32", "float16", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"}
 )
 _SEQUENCE_NAME = re.compile(r"seq|length|len|token", re.IGNORECASE)
-_IMAGE_NAME = re.compile(r"height|width|^h$|^w$|image|img|size", re.IGNORECASE)
+_IMAGE_NAME = re.compile(r"height|width|^h$|^w$|image|img", re.IGNORECASE)
 _CHUNK_BYTES = 1 << 20
 
 
@@ -96,7 +96,7 @@ def load_graph(path: Path) -> "onnx.ModelProto":
     except ModelError:
         raise
     except (DecodeError, ValueError, RuntimeError) as e:
-        raise ModelError(f"not a valid ONNX model: {path} ({type(e).__name__})") from e
+        raise ModelError(f"not a valid ONNX model: {path} (it does not parse as ONNX protobuf)") from e
     except OSError as e:
         raise ModelError(f"cannot read model file {path}: {e.strerror or e}") from e
     if model.ir_version < 3 or not model.opset_import or not model.graph.output:

@@ -42,7 +42,9 @@ def _array(spec: InputSpec, shape: tuple[int, ...], vocab_size: int, rng: np.ran
     raise UsageError(f"input {spec.name!r} has dtype {spec.dtype}, which hwbench cannot generate")
 
 
-def _batch(inputs: Sequence[InputSpec], vocab_size: int | None, batch_size: int, entropy: tuple[int, ...]) -> dict[str, np.ndarray]:
+def _batch(
+    inputs: Sequence[InputSpec], vocab_size: int | None, batch_size: int, entropy: tuple[int, ...]
+) -> dict[str, np.ndarray]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
     if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in entropy):

@@ -242,7 +242,8 @@ def _save(graph: onnx.GraphProto, path: Path, **kwargs: object) -> Path:
 
 def _text_model(path: Path, vocab: int = 50) -> Path:
     """input_ids/attention_mask/token_type_ids on ['batch', 'seq'] -> an embedding masked and shifted."""
-    ins = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    ins = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in names]
     emb = helper.make_tensor("emb", TensorProto.FLOAT, [vocab, 4], np.linspace(0, 1, vocab * 4, dtype=np.float32))
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [2])
     nodes = [
@@ -312,12 +313,51 @@ def test_external_data_is_hashed_with_the_model(tmp_path: Path) -> None:
     assert "ext.weights" in _one_line(err)
 
 
+def test_dim_defaults_by_name_and_layout() -> None:
+    raws = [
+        onnx_io.RawInput("ids", "int64", ("b", None)),  # unnamed axis of 2-D ints: a sequence
+        onnx_io.RawInput("pos", "int32", ("b", "seq_len")),
+        onnx_io.RawInput("img", "float32", ("b", "height", "width", 3)),  # NHWC by the fixed 3
+        onnx_io.RawInput("nchw", "float32", ("b", None, None, None)),
+        onnx_io.RawInput("boxes", "float32", ("b", "num_boxes", 4)),
+        onnx_io.RawInput("hidden", "float16", ("b", "seq_len", "hidden_size")),
+    ]
+    specs, dims = onnx_io.resolve_inputs(raws, {}, Path("m.onnx"))
+    shapes = {s.name: s.shape for s in specs}
+    assert shapes == {
+        "ids": (-1, 128), "pos": (-1, 128), "img": (-1, 224, 224, 3), "nchw": (-1, 3, 224, 224),
+        "boxes": (-1, 1, 4), "hidden": (-1, 128, 1),
+    }  # fmt: skip
+    assert dims["seq_len"] == 128 and dims["ids:1"] == 128 and "b" not in dims
+    specs, dims = onnx_io.resolve_inputs(raws, {"seq_len": 7, "ids:1": 9, "hidden_size": 16}, Path("m.onnx"))
+    shapes = {s.name: s.shape for s in specs}
+    assert shapes["pos"] == (-1, 7) and shapes["hidden"] == (-1, 7, 16) and shapes["ids"] == (-1, 9)
+    assert [s.kind for s in specs] == ["token_ids", "token_ids", "data", "data", "data", "data"]
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "kind"),
+    [
+        ("input_ids", "int64", "token_ids"), ("attention_mask", "int64", "mask"), ("token_type_ids", "int32", "token_types"),
+        ("segment_ids", "int64", "token_types"), ("padding_mask", "bool", "mask"), ("x", "bool", "data"),
+        ("pixel_values", "float16", "data"), ("Mask_Scale", "float32", "data"),
+    ],
+)  # fmt: skip
+def test_classify(name: str, dtype: str, kind: str) -> None:
+    assert onnx_io.classify(name, dtype) == kind
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("content", "expect"),
-    [(None, "not found"), (b"", "empty"), (b"\x00\x01\x02garbage" * 10, "not a valid ONNX"), (b"hello, world\n", "not a valid ONNX")],
+    [
+        (None, "not found"),
+        (b"", "empty"),
+        (b"\x00\x01\x02garbage" * 10, "not a valid ONNX"),
+        (b"hello, world\n", "not a valid ONNX"),
+    ],
 )
 def test_bad_files_raise_one_line_model_errors(tmp_path: Path, content: bytes | None, expect: str) -> None:
     path = tmp_path / "bad.onnx"
@@ -337,7 +377,9 @@ def test_directory_and_fixed_batch_raise(tmp_path: Path) -> None:
     assert "fixed batch" in _one_line(err)
 
 
-@pytest.mark.parametrize(("name", "hint"), [("resnet5", "resnet50"), ("bert", "bert-base"), ("bert_tiny", "bert-tiny"), ("xyzzy", "built-ins")])
+@pytest.mark.parametrize(
+    ("name", "hint"), [("resnet5", "resnet50"), ("bert", "bert-base"), ("bert_tiny", "bert-tiny"), ("xyzzy", "built-ins")]
+)
 def test_unknown_names_suggest_close_ones(tmp_path: Path, name: str, hint: str) -> None:
     with pytest.raises(ModelError) as err:
         models.resolve(name, tmp_path)
