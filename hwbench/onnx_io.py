@@ -239,17 +239,15 @@ def resolve_inputs(
                 shape.append(dim)
                 continue
             key = f"{raw.name}:{axis}"
-            if key in dims:
-                used.add(key)
-                resolved[key] = dims[key]
-            elif dim is None:
-                resolved[key] = _positional_default(raw, axis)
-            elif dim in dims:
-                used.add(dim)
-                resolved[dim] = dims[dim]
-            elif dim not in resolved:
-                resolved[dim] = _named_default(dim) or _positional_default(raw, axis)
-            shape.append(resolved[key] if key in resolved else resolved[dim])  # type: ignore[index]
+            if key in dims or dim is None:
+                label, value = key, dims.get(key) or _positional_default(raw, axis)
+            else:  # a symbol: one value wherever it appears
+                label = dim
+                value = dims.get(dim) or resolved.get(dim) or _named_default(dim) or _positional_default(raw, axis)
+            if label in dims:
+                used.add(label)
+            resolved[label] = value
+            shape.append(value)
         specs.append(InputSpec(raw.name, raw.dtype, tuple(shape), classify(raw.name, raw.dtype)))
     unknown = sorted(set(dims) - used - {VOCAB_KEY})
     if unknown:
