@@ -1,0 +1,395 @@
+"""ONNX Runtime on NVIDIA GPUs: the CUDA execution provider ('ort-cuda') and the TensorRT
+execution provider ('ort-trt') of onnxruntime-gpu, with inputs and outputs bound on the device.
+
+Also home of the ONNX-side preparation that the 'tensorrt' adapter shares: optimisation
+profiles over the swept batch sizes, and derived models made with ONNX Runtime's own tools
+(an fp16 model, a symmetric QDQ int8 model calibrated on the trial's generated inputs).
+
+Facts relied on (ONNX Runtime documentation):
+- InferenceSession(path, sess_options, providers=[(name, {option: value}), ...]); when a
+  provider cannot start, ORT falls back to the next one, so get_providers() is checked.
+- CUDA EP options: device_id, cudnn_conv_algo_search ("EXHAUSTIVE"|"HEURISTIC"|"DEFAULT"),
+  use_tf32 ("0"|"1"). TensorRT EP options: device_id, trt_fp16_enable, trt_int8_enable,
+  trt_engine_cache_enable, trt_engine_cache_path, trt_timing_cache_enable,
+  trt_timing_cache_path, trt_profile_{min,opt,max}_shapes ("name:1x3x224x224,...").
+- TensorRT enables TF32 by default; NVIDIA_TF32_OVERRIDE=0 in the environment turns TF32
+  off in cuBLAS, cuDNN and TensorRT, which hwbench sets for strict fp32 (worker processes
+  are per trial, so the setting does not leak).
+- IO binding: OrtValue.ortvalue_from_numpy(arr, "cuda", id) copies an input to the device
+  once; bind_output(name, "cuda", id) keeps outputs there; run_with_iobinding runs and, by
+  default, synchronises the provider's stream before returning; synchronize_outputs() waits
+  for the output copies.
+- onnxruntime.transformers.float16.convert_float_to_float16(model, keep_io_types=True) and
+  onnxruntime.quantization.quantize_static(..., quant_format=QDQ) with symmetric int8
+  activations and weights produces models TensorRT accepts (its quantization is symmetric).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwbench.adapter import Adapter, AdapterOptions, Probe
+from hwbench.errors import AdapterUnavailable, HwbenchError
+from hwbench.gpu_info import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
+from hwbench.modelspec import ModelSpec
+
+INSTALL_HINT = "pip install 'hwbench[ort-gpu]' (uninstall the CPU onnxruntime wheel first)"
+Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+def cuda_index(device: str) -> int:
+    """'' -> 0, 'cuda:1' -> 1, '2' -> 2."""
+    text = device.strip().lower().removeprefix("cuda").lstrip(":")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise HwbenchError(f"cannot read a CUDA device index from {device!r}")
+    return int(text)
+
+
+def cache_root(options: AdapterOptions) -> Path:
+    """Where derived models and engines are kept: the adapter's cache_dir, else hwbench's cache."""
+    if options.cache_dir:
+        return Path(options.cache_dir).expanduser()
+    from hwbench.models import default_cache_dir
+
+    return default_cache_dir()
+
+
+def profile_batches(batch_size: int, extra: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(min, opt, max) batch of the profile: 1, this trial's batch, the largest swept batch."""
+    swept = [int(b) for b in extra.get("batch_sizes", ()) or ()]
+    return 1, batch_size, max([batch_size, *swept])
+
+
+def shape_profile(model: ModelSpec, batch_size: int, extra: Mapping[str, Any]) -> Profile:
+    """Per input, (min, opt, max) shapes: non-batch dims fixed, batch over profile_batches()."""
+    lo, opt, hi = profile_batches(batch_size, extra)
+    return {i.name: (i.with_batch(lo), i.with_batch(opt), i.with_batch(hi)) for i in model.inputs}
+
+
+def trt_shapes_option(profile: Profile, which: int) -> str:
+    """The TensorRT EP's shape string for one of min (0), opt (1), max (2)."""
+    return ",".join(f"{name}:{'x'.join(str(d) for d in shapes[which])}" for name, shapes in profile.items())
+
+
+def chunk_ranges(n: int, max_batch: int) -> list[tuple[int, int]]:
+    """Split n items into consecutive [start, stop) chunks of at most max_batch."""
+    return [(s, min(s + max_batch, n)) for s in range(0, n, max_batch)]
+
+
+def cuda_provider_options(precision: str, device_id: int) -> dict[str, str]:
+    """CUDA EP options: exhaustive cuDNN search (timed once in prepare), TF32 only for 'tf32'."""
+    return {
+        "device_id": str(device_id),
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "use_tf32": "1" if precision == "tf32" else "0",
+    }
+
+
+def trt_provider_options(precision: str, device_id: int, profile: Profile, cache_dir: Path) -> dict[str, str]:
+    """TensorRT EP options with engine and timing caches under cache_dir (one per precision)."""
+    return {
+        "device_id": str(device_id),
+        "trt_fp16_enable": "1" if precision == "fp16" else "0",
+        "trt_int8_enable": "1" if precision == "int8" else "0",
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": "1",
+        "trt_timing_cache_path": str(cache_dir),
+        "trt_profile_min_shapes": trt_shapes_option(profile, 0),
+        "trt_profile_opt_shapes": trt_shapes_option(profile, 1),
+        "trt_profile_max_shapes": trt_shapes_option(profile, 2),
+    }
+
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+
+
+def ort_numpy_dtype(ort_type: str) -> Any:
+    """numpy dtype of an ORT type string such as 'tensor(int64)'."""
+    if ort_type not in _ORT_TYPES:
+        raise HwbenchError(f"input type {ort_type} is not supported")
+    return _ORT_TYPES[ort_type]
+
+
+def _arrays_sha(arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+# -- derived models (ONNX Runtime tools, run on the CPU) --------------------------------------
+def fp16_model(model: ModelSpec, cache_dir: Path) -> Path:
+    """An fp16 copy of the model, float32 inputs and outputs kept (cached by model hash)."""
+    out = cache_dir / "models" / f"{model.name}-{model.sha256[:16]}-fp16.onnx"
+    if out.exists():
+        return out
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(onnx.load(str(model.onnx_path)), keep_io_types=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    onnx.save_model(converted, str(tmp), save_as_external_data=converted.ByteSize() > 1_800_000_000)
+    tmp.replace(out)
+    return out
+
+
+def qdq_model(model: ModelSpec, calibration: Mapping[str, np.ndarray], cache_dir: Path) -> Path:
+    """A symmetric int8 QDQ model calibrated (MinMax) on `calibration` (cached by both hashes).
+
+    No fp8 counterpart: ONNX Runtime calibrates float8 only with its Distribution method,
+    which clipped activations badly when tried here (a small random CNN, 4 calibration
+    images: max output error 9.9 on outputs up to 11, against 0.10 for int8 MinMax);
+    fp8 therefore needs a model that is already FP8-QDQ (existing_qdq_kind()).
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    out = cache_dir / "models" / f"{model.name}-{model.sha256[:16]}-qdq-int8-{_arrays_sha(calibration)}.onnx"
+    if out.exists():
+        return out
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter([dict(calibration)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    quantize_static(
+        str(model.onnx_path), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        calibration_providers=["CPUExecutionProvider"],
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    tmp.replace(out)
+    return out
+
+
+def existing_qdq_kind(onnx_path: Path) -> str | None:
+    """'int8' or 'fp8' when the model already holds QuantizeLinear nodes of that type, else None."""
+    import onnx
+
+    m = onnx.load(str(onnx_path), load_external_data=False)
+    inits = {i.name: i.data_type for i in m.graph.initializer}
+    fp8_types = {onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ}
+    kinds = set()
+    for node in m.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            dtype = inits.get(node.input[2])
+            if dtype in fp8_types:
+                kinds.add("fp8")
+            elif dtype == onnx.TensorProto.INT8:
+                kinds.add("int8")
+    return "fp8" if "fp8" in kinds else ("int8" if kinds else None)
+
+
+# -- IO binding ---------------------------------------------------------------------------------
+class BoundSession:
+    """A session whose inputs were copied to the device once and whose outputs stay there."""
+
+    def __init__(self, session: Any, inputs: Mapping[str, np.ndarray], device_type: str = "cuda", device_id: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.session = session
+        self.binding = session.io_binding()
+        self._values = []  # keep the device copies alive
+        types = {i.name: ort_numpy_dtype(i.type) for i in session.get_inputs()}
+        for name, arr in inputs.items():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=types[name]), device_type, device_id)
+            self._values.append(value)
+            self.binding.bind_ortvalue_input(name, value)
+        for out in session.get_outputs():
+            self.binding.bind_output(out.name, device_type, device_id)
+
+    def run(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()
+
+    def outputs(self) -> list[np.ndarray]:
+        return [np.asarray(o, dtype=np.float32) for o in self.binding.copy_outputs_to_cpu()]
+
+
+# -- adapters -----------------------------------------------------------------------------------
+def provider_problem(provider: str) -> tuple[str | None, dict[str, str]]:
+    """(why this onnxruntime cannot use `provider`, versions) without touching the GPU."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        return f"onnxruntime is not importable ({e})", {}
+    versions = {"onnxruntime": ort.__version__}
+    if provider not in ort.get_available_providers():
+        build = ", ".join(ort.get_available_providers())
+        return f"this onnxruntime build ({ort.__version__}: {build}) lacks {provider}; the CPU wheel is installed", versions
+    return None, versions
+
+
+def tensorrt_library_problem() -> str | None:
+    """Why the TensorRT EP would find no TensorRT libraries, or None."""
+    import ctypes
+
+    for lib in ("libnvinfer.so.10", "libnvinfer.so.11"):
+        try:
+            ctypes.CDLL(lib)
+            return None
+        except OSError:
+            pass
+    try:
+        import tensorrt  # noqa: F401 - the wheel's import loads its bundled libraries
+        return None
+    except ImportError as e:
+        return f"TensorRT libraries not found (libnvinfer.so.10/11; `import tensorrt`: {e})"
+
+
+class _OrtGpuAdapter(Adapter):
+    device_kind = "cuda"
+    provider: ClassVar[str] = ""
+    install_hint: ClassVar[str] = INSTALL_HINT
+    io_device: ClassVar[str] = "cuda"  # where IO binding keeps inputs and outputs
+
+    def __init__(self, options: AdapterOptions | None = None) -> None:
+        super().__init__(options)
+        self._bound: BoundSession | None = None
+        self._session: Any = None
+        self._settings: dict[str, Any] = {}
+
+    @classmethod
+    def _extra_problems(cls) -> list[str]:
+        return []
+
+    @classmethod
+    def probe(cls) -> Probe:
+        problem, versions = provider_problem(cls.provider)
+        problems = [p for p in (problem, nvidia_problem(0), *cls._extra_problems()) if p]
+        if problems:
+            return Probe(available=False, reason="; ".join(problems), install_hint=cls.install_hint, versions=versions)
+        return Probe(available=True, devices=tuple(g.name for g in nvidia_gpus()), versions=versions)
+
+    def _providers(self, precision: str, model: ModelSpec, batch_size: int, device_id: int) -> list[Any]:
+        raise NotImplementedError
+
+    def _model_path(self, model: ModelSpec, precision: str, inputs: Mapping[str, np.ndarray]) -> Path:
+        return model.onnx_path
+
+    def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
+        import onnxruntime as ort
+
+        device_id = cuda_index(self.options.device)
+        if precision == "fp32":
+            os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+        path = self._model_path(model, precision, inputs)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = self._providers(precision, model, batch_size, device_id)
+        self._session = ort.InferenceSession(str(path), so, providers=providers)
+        if self.provider not in self._session.get_providers():
+            raise AdapterUnavailable(
+                f"onnxruntime fell back to {self._session.get_providers()}: {self.provider} did not start "
+                "(missing CUDA, cuDNN or TensorRT libraries?)"
+            )
+        self._bound = BoundSession(self._session, inputs, self.io_device, device_id)
+        self._bound.run()  # first run: kernel selection / engine build, part of the cold start
+        self._settings = {
+            "precision_effective": self._effective_precision(precision),
+            "provider": self.provider,
+            "provider_options": dict(providers[0][1]),
+            "model_file": path.name,
+            "device_id": device_id,
+            "nvidia_tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE"),
+        }
+
+    def _effective_precision(self, precision: str) -> str:
+        return "fp32 (TF32 off: NVIDIA_TF32_OVERRIDE=0)" if precision == "fp32" else precision
+
+    def run(self) -> None:
+        assert self._bound is not None, "prepare() first"
+        self._bound.run()
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        assert self._session is not None, "prepare() first"
+        types = {i.name: ort_numpy_dtype(i.type) for i in self._session.get_inputs()}
+        feeds = {k: np.ascontiguousarray(v, dtype=types[k]) for k, v in inputs.items()}
+        return [np.asarray(o, dtype=np.float32) for o in self._session.run(None, feeds)]
+
+    def effective(self) -> dict[str, Any]:
+        return dict(self._settings)
+
+    def device_memory_peak_mb(self) -> float | None:
+        """GPU memory NVML attributes to this worker process (ORT's arena only grows: ~peak)."""
+        return process_gpu_memory_mb(os.getpid(), cuda_index(self.options.device))
+
+    def close(self) -> None:
+        self._bound = None
+        self._session = None
+
+
+class OrtCudaAdapter(_OrtGpuAdapter):
+    """ONNX Runtime's CUDA execution provider; fp16 runs a converted fp16 model."""
+
+    name = "ort-cuda"
+    provider = "CUDAExecutionProvider"
+    precisions = ("fp32", "tf32", "fp16")
+    description = "ONNX Runtime CUDA EP (onnxruntime-gpu), IO binding on the device"
+
+    def _providers(self, precision: str, model: ModelSpec, batch_size: int, device_id: int) -> list[Any]:
+        return [(self.provider, cuda_provider_options(precision, device_id)), "CPUExecutionProvider"]
+
+    def _model_path(self, model: ModelSpec, precision: str, inputs: Mapping[str, np.ndarray]) -> Path:
+        return fp16_model(model, cache_root(self.options)) if precision == "fp16" else model.onnx_path
+
+
+class OrtTensorRtAdapter(_OrtGpuAdapter):
+    """ONNX Runtime's TensorRT execution provider (CUDA EP for what TensorRT does not take)."""
+
+    name = "ort-trt"
+    provider = "TensorrtExecutionProvider"
+    precisions = ("fp32", "fp16", "int8")
+    description = "ONNX Runtime TensorRT EP (onnxruntime-gpu + TensorRT), engine cache, IO binding"
+
+    install_hint: ClassVar[str] = (
+        "pip install 'hwbench[ort-gpu,tensorrt]' (uninstall the CPU onnxruntime wheel first; "
+        "TensorRT's libnvinfer must be on LD_LIBRARY_PATH)"
+    )
+
+    @classmethod
+    def _extra_problems(cls) -> list[str]:
+        problem = tensorrt_library_problem()
+        return [problem] if problem else []
+
+    def _providers(self, precision: str, model: ModelSpec, batch_size: int, device_id: int) -> list[Any]:
+        profile = shape_profile(model, batch_size, self.options.extra)
+        cache = cache_root(self.options) / "ort-trt" / precision
+        cache.mkdir(parents=True, exist_ok=True)
+        return [
+            (self.provider, trt_provider_options(precision, device_id, profile, cache)),
+            (OrtCudaAdapter.provider, cuda_provider_options(precision, device_id)),
+            "CPUExecutionProvider",
+        ]
+
+    def _model_path(self, model: ModelSpec, precision: str, inputs: Mapping[str, np.ndarray]) -> Path:
+        if precision == "int8":
+            existing = existing_qdq_kind(model.onnx_path)
+            return model.onnx_path if existing == "int8" else qdq_model(model, inputs, cache_root(self.options))
+        return model.onnx_path
+
+    def _effective_precision(self, precision: str) -> str:
+        labels = {"int8": "int8 (QDQ, calibrated on generated inputs)", "fp16": "fp16 (TensorRT mixed, fp32 fallback)"}
+        return labels.get(precision) or super()._effective_precision(precision)
