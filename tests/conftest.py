@@ -20,3 +20,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec
 
     cache_dir = tmp_path_factory.mktemp("hwbench-cache")
     return {name: resolve(name, cache_dir=cache_dir) for name in TINY_MODELS}
+
+
+@pytest.fixture(autouse=True)
+def _private_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the user's real model cache (~/.cache/hwbench)."""
+    monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "hwbench-cache"))

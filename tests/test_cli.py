@@ -17,11 +17,6 @@ from hwbench.store import load_latencies, load_records, read_manifest
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "hwbench-cache"))
-
-
 def hwbench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hwbench", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
