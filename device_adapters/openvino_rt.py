@@ -246,11 +246,11 @@ class OpenVinoAdapter(Adapter):
 
         kept: dict[str, np.ndarray] = {}
         for spec_input in self._spec.inputs if self._spec else ():
-            port = self._compiled.input(spec_input.name)
-            dtype = port.get_element_type().to_dtype()
-            arr = np.ascontiguousarray(inputs[spec_input.name], dtype=dtype)
-            kept[spec_input.name] = arr
-            request.set_tensor(port, ov.Tensor(arr, shared_memory=True))
+            name = spec_input.name
+            dtype = self._compiled.input(name).get_element_type().to_dtype()
+            arr = np.ascontiguousarray(inputs[name], dtype=dtype)
+            kept[name] = arr
+            request.set_tensor(name, ov.Tensor(arr, shared_memory=True))  # by name: any compile of the model
         return kept
 
     # -- the system under test -------------------------------------------------

@@ -13,8 +13,17 @@ all computed in float64 per output and then reduced to the worst output:
                   pooled over every row of every array (so a caller may pass one array per batch).
 
 A point is ok when cosine >= min_cosine, mean_rel_err <= max_mean_rel_err and, for
-classifiers, top1_agreement >= min_top1_agreement; otherwise each failed threshold is
-named in `reasons`. Non-finite candidate values and shape mismatches fail outright.
+classifiers, the tie-aware top-1 agreement >= min_top1_agreement; otherwise each failed
+threshold is named in `reasons`. Non-finite candidate values and shape mismatches fail
+outright.
+
+Tie-aware top-1: a row whose argmax differs still agrees when the reference's logits for
+the two classes differ by less than TOP1_TIE_FRACTION of that row's logit standard
+deviation. Random-weight classifiers have near-tied top classes by construction: measured
+here, ResNet-50 fp16 on OpenVINO (cosine 0.9999999) flipped one row of eight whose top two
+logits differed by 0.0017 with a logit std of 2.6; at that scale one bf16 rounding step is
+0.016. Such a flip says nothing about the precision, so it is reported (top1_agreement
+stays strict, and `notes` names it) but not held against the point.
 
 `outputs_in_batches` lets an adapter compiled for one static batch size produce outputs
 for any number of rows, so the accuracy check runs the very artefact that was timed.
@@ -30,6 +39,7 @@ import numpy as np
 from hwbench.settings import AccuracySettings
 
 EPS = 1e-12
+TOP1_TIE_FRACTION = 0.01  # of the reference row's logit std: about one bf16 step at typical logit scales
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,10 @@ class AccuracyResult:
     max_abs_err: float | None
     mean_rel_err: float | None
     cosine: float | None
-    top1_agreement: float | None  # None unless task == "classification"
-    reasons: list[str] = field(default_factory=list)
+    top1_agreement: float | None  # strict argmax agreement; None unless task == "classification"
+    reasons: list[str] = field(default_factory=list)  # each failed threshold, named
+    top1_agreement_tie_aware: float | None = None  # what the verdict uses (near-ties count as agreement)
+    notes: list[str] = field(default_factory=list)  # informational: flips excused as near-ties
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,13 +66,20 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
-def _top1_counts(ref: np.ndarray, cand: np.ndarray) -> tuple[int, int]:
-    """(rows whose argmax over the last axis agrees, rows)."""
+def _top1_counts(ref: np.ndarray, cand: np.ndarray) -> tuple[int, int, list[float]]:
+    """(rows whose argmax over the last axis agrees, rows, reference margins / std of near-tie flips)."""
     if ref.ndim == 0:
-        return int(np.array_equal(ref, cand)), 1
-    r = np.argmax(ref.reshape(-1, ref.shape[-1]), axis=-1)
+        return int(np.array_equal(ref, cand)), 1, []
+    ref2 = ref.reshape(-1, ref.shape[-1])
+    r = np.argmax(ref2, axis=-1)
     c = np.argmax(cand.reshape(-1, cand.shape[-1]), axis=-1)
-    return int(np.count_nonzero(r == c)), int(r.size)
+    ties: list[float] = []
+    for i in np.flatnonzero(r != c):
+        std = float(ref2[i].std())
+        margin = float(ref2[i, r[i]] - ref2[i, c[i]])
+        if std > 0 and margin < TOP1_TIE_FRACTION * std:
+            ties.append(margin / std)
+    return int(np.count_nonzero(r == c)), int(r.size), ties
 
 
 def _failed(reasons: list[str]) -> AccuracyResult:
@@ -82,6 +101,7 @@ def compare_outputs(
     rel = 0.0
     cos = 1.0
     agree = rows = 0
+    ties: list[float] = []
     for k, (ref_raw, cand_raw) in enumerate(zip(reference, candidate)):
         ref = np.asarray(ref_raw, dtype=np.float64)
         cand = np.asarray(cand_raw, dtype=np.float64)
@@ -97,18 +117,31 @@ def compare_outputs(
         rel = max(rel, float(diff.mean() / (np.abs(ref).mean() + EPS)))
         cos = min(cos, _cosine(ref.ravel(), cand.ravel()))
         if task == "classification":
-            a, n = _top1_counts(ref, cand)
+            a, n, t = _top1_counts(ref, cand)
             agree, rows = agree + a, rows + n
+            ties += t
 
-    top1 = agree / rows if task == "classification" and rows else None
+    classifier = task == "classification" and rows > 0
+    top1 = agree / rows if classifier else None
+    top1_tie = (agree + len(ties)) / rows if classifier else None
     reasons: list[str] = []
+    notes: list[str] = []
     if cos < settings.min_cosine:
         reasons.append(f"cosine {cos:.5f} < min_cosine {settings.min_cosine}")
     if rel > settings.max_mean_rel_err:
         reasons.append(f"mean_rel_err {rel:.4g} > max_mean_rel_err {settings.max_mean_rel_err}")
-    if top1 is not None and top1 < settings.min_top1_agreement:
-        reasons.append(f"top1_agreement {top1:.3f} < min_top1_agreement {settings.min_top1_agreement}")
-    return AccuracyResult(not reasons, max_abs, rel, cos, top1, reasons)
+    if top1_tie is not None and top1_tie < settings.min_top1_agreement:
+        reasons.append(
+            f"top1_agreement {top1_tie:.3f} (near-ties counted as agreement; strict {top1:.3f}) "
+            f"< min_top1_agreement {settings.min_top1_agreement}"
+        )
+    if ties:
+        worst = max(ties)
+        notes.append(
+            f"{len(ties)} of {rows} top-1 flips were near-ties (reference margin at most {worst:.2%} of the "
+            f"row's logit std, under {TOP1_TIE_FRACTION:.0%}) and were not counted against the point"
+        )
+    return AccuracyResult(not reasons, max_abs, rel, cos, top1, reasons, top1_tie, notes)
 
 
 def outputs_in_batches(

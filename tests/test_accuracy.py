@@ -44,6 +44,20 @@ def test_top1_is_pooled_over_rows_of_every_array() -> None:
     assert not r.ok and any("top1_agreement" in x for x in r.reasons)
 
 
+def test_near_tie_flips_are_reported_but_not_held_against_the_point() -> None:
+    # row 0: top two logits 3.000 and 2.999 (margin 0.001, row std about 1.4): a tie at any low precision
+    ref = np.array([[3.0, 2.999, 0.0, -1.0], [0.0, 3.0, 1.0, -1.0]])
+    cand = np.array([[2.999, 3.0, 0.0, -1.0], [0.0, 3.0, 1.0, -1.0]])
+    r = compare_outputs([ref], [cand], "classification", DEFAULTS)
+    assert r.top1_agreement == 0.5 and r.top1_agreement_tie_aware == 1.0
+    assert r.ok and r.reasons == []
+    assert r.notes and "near-ties" in r.notes[0]
+    decisive = np.array([[1.0, 0.0, 3.0, -1.0], [0.0, 3.0, 1.0, -1.0]])  # picks a class 3.0 below: a real flip
+    d = compare_outputs([ref], [decisive], "classification", AccuracySettings(min_cosine=0.0, max_mean_rel_err=1.0))
+    assert d.top1_agreement == d.top1_agreement_tie_aware == 0.5
+    assert not d.ok and "strict 0.500" in d.reasons[0] and d.notes == []
+
+
 def test_top1_only_for_classifiers() -> None:
     ref = np.ones((2, 3))
     assert compare_outputs([ref], [ref], "encoder", DEFAULTS).top1_agreement is None
