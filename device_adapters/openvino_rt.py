@@ -290,8 +290,9 @@ class OpenVinoAdapter(Adapter):
         request = self._compiled.create_infer_request()
 
         def one_batch(chunk: dict[str, np.ndarray]) -> list[np.ndarray]:
-            self._bind(request, chunk)
+            kept = self._bind(request, chunk)  # the tensors share these arrays' memory: keep them alive
             request.infer()
+            del kept
             return [self._as_float(request.get_output_tensor(k).data) for k in range(len(self._compiled.outputs))]
 
         return outputs_in_batches(one_batch, inputs, self._batch_size)

@@ -160,6 +160,21 @@ class TorchAdapter(Adapter):
         self._quantization = "dynamic int8 Linear (weights per tensor, activations per batch), other ops fp32"
         return quantized
 
+    def _compile(self, module: Any) -> Any:
+        """torch.compile, static shapes, inductor freezing; options.extra["compile_mode"] picks a mode
+        (e.g. "reduce-overhead" for CUDA graphs, "max-autotune"), with freezing set in inductor's config
+        since torch.compile takes a mode or options, not both."""
+        import torch
+
+        mode = self.options.extra.get("compile_mode")
+        if not mode:
+            return torch.compile(module, dynamic=False, options=dict(COMPILE_OPTIONS))
+        import torch._inductor.config as inductor_config
+
+        for key, value in COMPILE_OPTIONS.items():
+            setattr(inductor_config, key, value)
+        return torch.compile(module, dynamic=False, mode=str(mode))
+
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
         reason = self.check(model, precision, batch_size, "single-stream")
         if reason:
@@ -189,7 +204,7 @@ class TorchAdapter(Adapter):
         self._channels_last = model.family == "cnn" and bool(self.options.extra.get("channels_last", True))
         if self._channels_last:
             module = module.to(memory_format=torch.channels_last)
-        self._fn = torch.compile(module, dynamic=False, options=dict(COMPILE_OPTIONS)) if self.use_compile else module
+        self._fn = self._compile(module) if self.use_compile else module
         self._bound = {i.name: self._to_tensor(inputs[i.name]) for i in model.inputs}
         for _ in range(2):  # torch.compile compiles on the first call: part of the cold start
             self.run()
@@ -255,7 +270,7 @@ class TorchAdapter(Adapter):
             "mode": "compile" if self.use_compile else "eager",
             "eager_reason": self._eager_reason,
             "compile_backend": "inductor" if self.use_compile else None,
-            "compile_mode": "default" if self.use_compile else None,
+            "compile_mode": str(self.options.extra.get("compile_mode") or "default") if self.use_compile else None,
             "compile_options": dict(COMPILE_OPTIONS) if self.use_compile else None,
             "compile_dynamic": False if self.use_compile else None,
             "freezing": bool(self.use_compile and COMPILE_OPTIONS.get("freezing")),
