@@ -27,7 +27,6 @@ Facts relied on (ONNX Runtime documentation):
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path

@@ -186,9 +186,9 @@ class RaplMeter(PowerMeter):
     def end(self) -> EnergyReading | None:
         if not self._samples:
             return None
+        self._stop_thread()  # first, so that no guard sample lands after the closing one
         self._sample()
         duration = time.perf_counter() - self._t0
-        self._stop_thread()
         with self._lock:
             columns = list(zip(*self._samples))
         energy = sum(
