@@ -27,6 +27,7 @@ Facts relied on (TensorRT 10 Python API and its 10.x -> 11.x migration guide):
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -228,8 +229,13 @@ class TensorRtAdapter(Adapter):
         except Exception:  # noqa: BLE001 - unavailability is the probe's to report, not check's
             return None
         reason = precision_problem(precision, self._gpu()[1], major)
-        if reason is None and precision == "fp8" and existing_qdq_kind(model.onnx_path) != "fp8":
+        existing = existing_qdq_kind(model.onnx_path) if precision in ("int8", "fp8") else None
+        if reason is None and precision == "fp8" and existing != "fp8":
             reason = "fp8 needs a model that is already FP8-QDQ (hwbench has no FP8 calibration it trusts)"
+        variant = build_plan(precision, major).model_variant
+        needs_ort = variant == "fp16-onnx" or (variant == "qdq-int8" and existing != "int8")
+        if reason is None and needs_ort and importlib.util.find_spec("onnxruntime") is None:
+            reason = f"{precision} derives its model with onnxruntime's tools; pip install onnxruntime (any build)"
         return reason
 
     def _onnx_for(self, model: ModelSpec, plan: BuildPlan, inputs: Mapping[str, np.ndarray]) -> Path:

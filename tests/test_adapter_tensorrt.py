@@ -114,6 +114,26 @@ def test_check_refuses_unknown_precisions_without_tensorrt(tmp_path: Path) -> No
     assert "int4" in (TensorRtAdapter(AdapterOptions()).check(spec, "int4", 1, "single-stream") or "")
 
 
+def test_check_applies_gpu_and_model_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check() with a stand-in `tensorrt` module (only __version__) and a faked T4 / H100."""
+    import importlib.util
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.9.0"))
+    spec = _mlp(tmp_path / "mlp.onnx")
+    adapter = TensorRtAdapter(AdapterOptions())
+    monkeypatch.setattr(TensorRtAdapter, "_gpu", lambda self: ("Tesla T4", (7, 5)))
+    assert "7.5" in (adapter.check(spec, "bf16", 1, "single-stream") or "")
+    assert adapter.check(spec, "fp16", 1, "single-stream") is None
+    monkeypatch.setattr(TensorRtAdapter, "_gpu", lambda self: ("NVIDIA H100 80GB HBM3", (9, 0)))
+    assert "FP8-QDQ" in (adapter.check(spec, "fp8", 1, "single-stream") or "")  # a plain fp32 model
+    assert adapter.check(spec, "int8", 1, "single-stream") is None
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    assert "onnxruntime" in (adapter.check(spec, "int8", 1, "single-stream") or "")
+
+
 def _mlp(path: Path) -> ModelSpec:
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")
