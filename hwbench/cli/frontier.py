@@ -1,0 +1,200 @@
+"""`hwbench frontier`: the performance/cost matrix per model, its frontier, and an SLO pick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.errors import ResultsError, UsageError
+
+if TYPE_CHECKING:  # pandas and the analysis load only when the command runs, keeping `hwbench --help` quick
+    import pandas as pd
+
+    from hwbench.frontier import Plan
+    from hwbench.matrix import Matrix
+
+FRONTIER_STYLE = "bold green"
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN
+    except TypeError:  # pandas.NA
+        return True
+
+
+def _num(value: Any, fmt: str = "{:.3g}") -> str:
+    return "-" if _missing(value) else fmt.format(value)
+
+
+def _precision(row: Any) -> str:
+    eff = row.precision_effective
+    return str(row.precision) if _missing(eff) or eff == row.precision else f"{row.precision}→{eff}"
+
+
+def _energy(row: Any) -> str:
+    text = _num(row.energy_j_per_inference)
+    return text + " (est.)" if text != "-" and row.energy_estimated else text
+
+
+def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -> tuple[Table, int]:
+    import pandas as pd
+
+    shown = points[points["on_frontier"]]
+    rest = points[~points["on_frontier"]].sort_values(["cost_usd_per_1m", "latency_p99_ms"], na_position="last")
+    shown = pd.concat([shown, rest.head(max(0, limit - len(shown)))]).sort_values("latency_p99_ms", kind="stable")
+    basis = ", ".join(sorted(points["frontier_basis"].unique()))
+    table = Table(title=escape(f"{model}: frontier on {basis} (★)"), title_justify="left")
+    for name, justify in [("", "left"), ("hardware", "left"), ("adapter", "left"), ("precision", "left"),
+                          ("batch", "right"), ("scenario", "left"), ("p50 ms", "right"), ("p99 ms", "right"),
+                          ("items/s", "right"), ("$/hour", "right"), ("$/1M", "right"), ("J/inf", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    if matrix.electricity is not None:
+        table.add_column("energy $/1M", justify="right")
+    for r in shown.itertuples(index=False):
+        share = "" if r.price_share in ("1/1", None) or _missing(r.price_usd_per_hour) else f" ({r.price_share})"
+        cells = ["★" if r.on_frontier else "", escape(str(r.hardware)), escape(str(r.adapter)), _precision(r),
+                 str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _num(r.latency_p99_ms), _num(r.throughput_sps, "{:.4g}"),
+                 _num(r.price_usd_per_hour, "{:.4g}") + share, _num(r.cost_usd_per_1m), _energy(r)]
+        if matrix.electricity is not None:
+            cells.append(_num(r.energy_usd_per_1m))
+        table.add_row(*cells, style=FRONTIER_STYLE if r.on_frontier else None)
+    return table, len(points) - len(shown)
+
+
+def _left_out(matrix: Matrix) -> None:
+    if len(matrix.prices_used):
+        t = Table(title="Prices used (every cost above derives from these)", title_justify="left")
+        for c in ("instance type", "$/hour", "basis", "as of", "source"):
+            t.add_column(c)
+        for r in matrix.prices_used.itertuples(index=False):
+            t.add_row(escape(str(r.instance_type)), _num(r.usd_per_hour, "{:.6g}") if not _missing(r.usd_per_hour) else "from run power",
+                      str(r.basis), str(r.as_of), escape(str(r.source)))
+        console.print(t)
+    if len(matrix.unpriced):
+        t = Table(title="Left out of the cost columns (never priced by guess)", title_justify="left")
+        for c in ("instance type", "points", "reason"):
+            t.add_column(c)
+        for r in matrix.unpriced.itertuples(index=False):
+            t.add_row(escape(str(r.instance_type)), str(r.points), escape(str(r.reason)))
+        console.print(t)
+    if len(matrix.invalid):
+        t = Table(title=f"Invalid records, not in the matrix ({len(matrix.invalid)})", title_justify="left")
+        for c in ("model", "hardware", "adapter", "precision", "batch", "status", "reasons"):
+            t.add_column(c)
+        for r in matrix.invalid.head(50).itertuples(index=False):
+            t.add_row(*(escape(str(v)) for v in (r.model, r.hardware, r.adapter, r.precision, r.batch_size, r.status, r.reasons)))
+        console.print(t)
+    if len(matrix.inaccurate) and not any("--include-inaccurate" in n for n in matrix.notes):
+        console.print(f"[yellow]{len(matrix.inaccurate)} point(s) failed the accuracy check and are left out "
+                      "(--include-inaccurate shows them)[/yellow]")
+    for note in matrix.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+def _picks(points: pd.DataFrame, models: list[str], slo_p99_ms: float, rate: float) -> tuple[dict[str, Any], Plan | None]:
+    from hwbench.frontier import NoFeasiblePick, pick, plan
+
+    out: dict[str, Any] = {}
+    for m in models:
+        try:
+            out[m] = pick(points, m, slo_p99_ms, rate)
+        except NoFeasiblePick as e:
+            out[m] = str(e)
+    feasible = all(not isinstance(v, str) for v in out.values())
+    the_plan = plan(points, {m: (slo_p99_ms, rate) for m in models}) if feasible and len(models) > 1 else None
+    return out, the_plan
+
+
+def _print_picks(picks: dict[str, Any], the_plan: Plan | None, slo_p99_ms: float, rate: float) -> None:
+    console.print(f"\n[bold]Cheapest within p99 <= {slo_p99_ms:g} ms at {rate:g} requests/s[/bold] "
+                  "(request p99 = batching wait (b-1)/R + batch p99; instances = ceil(R / throughput))")
+    for model, p in picks.items():
+        if isinstance(p, str):
+            console.print(f"  [red]{escape(p)}[/red]")
+            continue
+        console.print(
+            f"  [bold]{escape(model)}[/bold]: {p.instances} x {escape(p.hardware)} ({p.adapter} {p.precision} b{p.batch_size}), "
+            f"request p99 {p.request_latency_p99_ms:.3g} ms (wait {p.batching_wait_ms:.3g} + batch {p.latency_p99_ms:.3g}), "
+            f"[bold]${p.fleet_usd_per_hour:.4g}/hour[/bold], ${p.cost_usd_per_1m_at_rate:.3g} per 1M at this rate, "
+            f"utilisation {p.utilisation:.0%}; price {p.price_usd_per_hour:.4g} $/h as of {p.price_as_of}, {escape(str(p.price_source))}")
+    if the_plan is not None and the_plan.homogeneous_instance_type is not None:
+        console.print(f"  all models: ${the_plan.total_usd_per_hour:.4g}/hour; the cheapest single instance type for all, "
+                      f"{the_plan.homogeneous_instance_type}, costs ${the_plan.homogeneous_usd_per_hour:.4g}/hour: "
+                      f"saving ${the_plan.saving_usd_per_hour:.4g}/hour")
+    elif the_plan is not None:
+        console.print("  no single instance type meets every model's SLO: the mix above is the only way")
+
+
+def frontier(
+    results: Annotated[list[Path], typer.Argument(help="Run folders, or folders above them (all runs below are read).")],
+    prices: Annotated[list[Path] | None, typer.Option("--prices", help="Price file (TOML) adding to or overriding the built-in catalog; repeatable.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Only this model; repeatable.")] = None,
+    slo_p99_ms: Annotated[float | None, typer.Option("--slo-p99-ms", help="p99 latency target per request (ms); needs --rate.")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", help="Request rate (requests/s) for the SLO pick.")] = None,
+    objective: Annotated[str, typer.Option("--objective", help="Second frontier objective beside p99: cost, throughput or energy.")] = "cost",
+    spot: Annotated[bool, typer.Option("--spot", help="Use spot prices where the catalog has them.")] = False,
+    include_inaccurate: Annotated[bool, typer.Option("--include-inaccurate", help="Keep points that failed the accuracy check.")] = False,
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Merge runs even where one model name has different hashes or shapes.")] = False,
+    export_path: Annotated[Path | None, typer.Option("--export", help="Write the scheduler-ready frontier JSON here.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Save a p99 vs $/1M plot (PNG, SVG or PDF) here.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Most rows per model table (frontier points always shown).")] = 30,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show the performance/cost matrix and Pareto frontier per model, and pick within an SLO."""
+    from hwbench import store
+    from hwbench.frontier import FRONTIER_SCHEMA_VERSION, export, mark_frontier
+    from hwbench.matrix import build_matrix
+    from hwbench.prices import ON_DEMAND, SPOT, load_catalog
+
+    if (slo_p99_ms is None) != (rate is None):
+        raise UsageError("--slo-p99-ms and --rate go together: the batching wait depends on the request rate")
+    catalog = load_catalog(prices or [])
+    records = store.load_records(results)
+    if records.empty:
+        raise ResultsError(f"no trial records in {', '.join(map(str, results))}")
+    price_kind = SPOT if spot else ON_DEMAND
+    matrix = build_matrix(records, catalog, models=model or [], include_inaccurate=include_inaccurate,
+                          allow_mixed=allow_mixed, price_kind=price_kind)
+    if matrix.points.empty:
+        raise ResultsError("no valid points to analyse: every record is invalid or failed its accuracy check (see `--json`)")
+    points = mark_frontier(matrix.points, objective)
+    models = sorted(points["model"].unique())
+    picks, the_plan = _picks(points, models, slo_p99_ms, rate) if slo_p99_ms is not None and rate is not None else ({}, None)
+    electricity = None if catalog.electricity is None else vars(catalog.electricity)
+    if export_path is not None:
+        export(points, export_path, objective=objective, price_kind=price_kind, electricity=electricity)
+    if plot_path is not None:
+        from hwbench.plot import plot_frontier
+
+        plot_frontier(points, plot_path, title=f"hwbench frontier ({price_kind} prices)")
+    if json_out:
+        print_json({
+            "objective": objective, "price_kind": price_kind, "electricity": electricity,
+            "points": points.to_dict(orient="records"), "invalid": matrix.invalid.to_dict(orient="records"),
+            "inaccurate": matrix.inaccurate.to_dict(orient="records"), "unpriced": matrix.unpriced.to_dict(orient="records"),
+            "prices_used": matrix.prices_used.to_dict(orient="records"), "notes": matrix.notes,
+            "picks": {m: (p if isinstance(p, str) else p.to_dict()) for m, p in picks.items()},
+            "plan": the_plan.to_dict() if the_plan else None,
+            "export": str(export_path) if export_path else None, "plot": str(plot_path) if plot_path else None,
+        })
+        return
+    for m in models:
+        table, hidden = _model_table(m, points[points["model"] == m], matrix, limit)
+        console.print(table)
+        if hidden:
+            console.print(f"  ({hidden} more points off the frontier; --limit or --json shows them)")
+    _left_out(matrix)
+    if picks:
+        _print_picks(picks, the_plan, slo_p99_ms or 0.0, rate or 0.0)
+    if export_path is not None:
+        console.print(f"frontier exported to {export_path} (schema {FRONTIER_SCHEMA_VERSION}; load with hwbench.frontier.load)")
+    if plot_path is not None:
+        console.print(f"plot saved to {plot_path}")

@@ -1,0 +1,170 @@
+"""The analysis commands end to end: runs written by the store, read by `frontier`, `prices`, `compare`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hwbench.cli import app
+from hwbench.errors import ResultsError
+from hwbench.frontier import load
+from hwbench.schema import TrialRecord
+from hwbench.store import RunWriter
+
+runner = CliRunner()
+SHA = "9" * 64
+
+
+def record(run: str, n: int, **kw: Any) -> TrialRecord:
+    base: dict[str, Any] = dict(run_id=run, trial_id=f"{run}-{n}", model="resnet50", model_sha256=SHA, adapter="ort-cpu",
+                                device="Intel Xeon 8488C", precision="fp32", batch_size=1, valid=True,
+                                latency_p50_ms=30.0, latency_p99_ms=33.0, throughput_sps=32.0, accuracy_ok=None,
+                                instance_type="c7i.large", host="box1", started_at="2026-01-01T00:00:00Z",
+                                input_shapes='{"input": [1, 3, 224, 224]}')
+    base.update(kw)
+    if "input_shapes" not in kw:
+        base["input_shapes"] = json.dumps({"input": [base["batch_size"], 3, 224, 224]})
+    return TrialRecord(**base)
+
+
+def write_run(root: Path, run: str, records: list[TrialRecord], *, samples_scale: float = 1.0, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    writer = RunWriter(root / run)
+    writer.write_manifest({"run_id": run, "host": {"hostname": records[0].host}})
+    for r in records:
+        samples = rng.normal(r.latency_p50_ms or 1.0, 0.02 * (r.latency_p50_ms or 1.0), 300) * samples_scale
+        writer.write_trial(r, (samples * 1e6).astype(np.int64))
+    writer.compact()
+    return root / run
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    write_run(root, "cpu", [
+        record("cpu", 0),
+        record("cpu", 1, batch_size=8, latency_p50_ms=210.0, latency_p99_ms=230.0, throughput_sps=37.0),
+        record("cpu", 2, precision="int8", precision_effective="int8", latency_p50_ms=11.0, latency_p99_ms=12.5,
+               throughput_sps=87.0, accuracy_ok=True),
+        record("cpu", 3, batch_size=32, valid=False, invalid_reasons=["cv 0.25 above 0.10"]),
+    ])
+    write_run(root, "gpu", [
+        record("gpu", 0, adapter="cuda", device="Tesla T4", accelerator="T4", accelerators_used=1, instance_type="g4dn.xlarge",
+               host="gpubox", latency_p50_ms=2.0, latency_p99_ms=2.4, throughput_sps=480.0),
+        record("gpu", 1, adapter="cuda", device="Tesla T4", accelerator="T4", accelerators_used=1, instance_type="g4dn.xlarge",
+               host="gpubox", batch_size=8, latency_p50_ms=9.0, latency_p99_ms=10.0, throughput_sps=880.0),
+    ])
+    write_run(root, "lab", [record("lab", 0, instance_type="mystery.box", host="lab1", latency_p99_ms=1.0)])
+    return root
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def test_frontier_json_prices_every_point_with_date_and_source(results: Path) -> None:
+    out = invoke("frontier", str(results), "--json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    points = {(p["instance_type"], p["adapter"], p["precision"], p["batch_size"]): p for p in doc["points"]}
+    assert len(points) == 6  # the invalid b32 record is listed apart
+    t4 = points[("g4dn.xlarge", "cuda", "fp32", 1)]
+    assert t4["price_usd_per_hour"] == pytest.approx(0.526)
+    assert t4["cost_usd_per_1m"] == pytest.approx(0.526 / (480 * 3600) * 1e6)
+    assert (t4["price_as_of"], t4["price_basis"]) == ("2025-11-30", "on-demand")
+    assert points[("c7i.large", "ort-cpu", "int8", 1)]["cost_usd_per_1m"] == pytest.approx(0.08925 / (87 * 3600) * 1e6)
+    frontier = sorted((p["adapter"], p["batch_size"]) for p in doc["points"] if p["on_frontier"])
+    # the T4 b8 point is the cheapest per 1M and the T4 b1 the fastest priced; unpriced mystery.box competes on nothing
+    assert frontier == [("cuda", 1), ("cuda", 8)]
+    assert doc["invalid"][0]["reasons"] == "cv 0.25 above 0.10"
+    assert doc["unpriced"][0]["instance_type"] == "mystery.box"
+    assert {p["instance_type"] for p in doc["prices_used"]} == {"c7i.large", "g4dn.xlarge"}
+    assert any("differ in precision" in n for n in doc["notes"])
+
+
+def test_frontier_tables_pick_export_and_plot(results: Path, tmp_path: Path) -> None:
+    export_path, plot_path = tmp_path / "frontier.json", tmp_path / "frontier.png"
+    out = invoke("frontier", str(results), "--slo-p99-ms", "50", "--rate", "100", "--export", str(export_path),
+                 "--plot", str(plot_path))
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "★" in text and "Prices used" in text and "never priced by guess" in text and "Invalid records" in text
+    assert "Cheapest within p99 <= 50 ms at 100 requests/s" in text
+    assert plot_path.stat().st_size > 10_000 and plot_path.read_bytes()[:4] == b"\x89PNG"
+    f = load(export_path)
+    p = f.pick("resnet50", slo_p99_ms=50.0, rate_rps=100.0)
+    # T4 b1: ceil(100/480) = 1 instance at 0.526 $/h; 2 x c7i.large int8 would be 0.1785 $/h, within 12.5 ms: cheaper
+    assert (p.instance_type, p.precision, p.instances) == ("c7i.large", "int8", 2)
+    assert p.fleet_usd_per_hour == pytest.approx(2 * 0.08925)
+    assert f"{p.fleet_usd_per_hour:.4g}" in text
+
+
+def test_frontier_pick_in_json_and_infeasible_slo(results: Path) -> None:
+    doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "1", "--rate", "10", "--json").output)
+    assert "nothing meets" in doc["picks"]["resnet50"]
+    doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "100", "--rate", "400", "--json").output)
+    pick = doc["picks"]["resnet50"]
+    assert pick["batching_wait_ms"] == pytest.approx(0.0) and pick["instances"] >= 1
+
+
+def test_merge_refusal_and_allow_mixed(results: Path) -> None:
+    write_run(results, "other", [record("other", 0, model_sha256="1" * 64, host="elsewhere")])
+    out = invoke("frontier", str(results))
+    assert isinstance(out.exception, ResultsError) and "--allow-mixed" in str(out.exception)
+    assert invoke("frontier", str(results), "--allow-mixed").exit_code == 0
+
+
+def test_prices_command(tmp_path: Path) -> None:
+    doc = json.loads(invoke("prices", "--json").output)
+    names = {p["name"]: p for p in doc["instances"]}
+    assert names["p5en.48xlarge"]["on_demand_usd_per_hour"] == 63.296 and names["p5en.48xlarge"]["as_of"] == "2025-11-30"
+    text = invoke("prices").output
+    assert "p5en.48xlarge" in text and "63.296" in text and "2025-11-30" in text
+
+
+def test_compare_exit_code_on_planted_regression(tmp_path: Path) -> None:
+    recs = lambda run, scale: [record(run, i, batch_size=b, latency_p50_ms=10.0 * b * scale, latency_p99_ms=11.0 * b * scale)  # noqa: E731
+                               for i, b in enumerate((1, 8))]
+    base = write_run(tmp_path, "base", recs("base", 1.0), seed=1)
+    slow = write_run(tmp_path, "slow", recs("slow", 1.15), samples_scale=1.15, seed=2)
+    out = invoke("compare", str(base), str(slow), "--fail-above", "10")
+    assert out.exit_code == 1, out.output
+    assert "FAIL" in out.output and "regression" in out.output
+    assert invoke("compare", str(base), str(slow), "--fail-above", "30").exit_code == 0
+    doc = json.loads(invoke("compare", str(base), str(slow), "--json").output)
+    assert {t["verdict"] for t in doc["trials"]} == {"regression"} and doc["failed"] is False
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwbench", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path) -> None:
+    neg = tmp_path / "neg.toml"
+    neg.write_text('[instances.x]\non_demand_usd_per_hour = -1.0\nas_of = 2026-01-01\nsource = "s"\n')
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('[instances.x]\non_demand_usd_per_hour = 1.0\nprice_eur = 1\nas_of = 2026-01-01\nsource = "s"\n')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_records = tmp_path / "no-records"
+    RunWriter(no_records / "run").write_manifest({"run_id": "run"})
+    cases = [
+        (("prices", "--prices", str(neg)), "negative"),
+        (("prices", "--prices", str(unknown)), "unknown field 'price_eur'"),
+        (("frontier", str(tmp_path / "missing")), "does not exist"),
+        (("frontier", str(empty)), "no hwbench runs found"),
+        (("frontier", str(no_records)), "no trial records"),
+        (("compare", str(tmp_path / "missing"), str(empty)), "does not exist"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("hwbench: error:") and message in lines[0], (args, proc.stderr)
