@@ -9,6 +9,7 @@ environment variable HWBENCH_FAULT, which each worker inherits from the CLI:
     SELECTOR      = TOKEN[+TOKEN...]   every token must match; none (or "*") matches every trial
     TOKEN         = N or bN (batch size N) | a precision (fp16) | a scenario (offline)
     PHASE         = run (default: the first run() call, in warm-up) | prepare
+                  | exit (at interpreter exit, after the worker saved its record)
 
 Because every trial runs in its own worker, a selector on the batch size faults
 exactly one trial of a sweep deterministically: ``crash@2,hang@4`` with batch sizes
@@ -26,6 +27,7 @@ exactly one trial of a sweep deterministically: ``crash@2,hang@4`` with batch si
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import signal
@@ -46,7 +48,7 @@ LEAK_CAP_ENV = "HWBENCH_FAULT_LEAK_CAP_MB"
 EXIT_CODE = 17
 TRIAL_KINDS = ("crash", "abort", "sigkill", "exit", "raise", "hang", "leak")
 MODULE_KINDS = ("importerror", "probeerror")
-PHASES = ("run", "prepare")
+PHASES = ("run", "prepare", "exit")
 LEAK_STEP_MB = 16
 
 
@@ -162,8 +164,12 @@ class FaultyAdapter(NullAdapter):
 
     def _fire(self, phase: str) -> None:
         for f in self._faults:
-            if f.phase == phase and f.kind in TRIAL_KINDS and f.matches(self._batch, self._precision, self._scenario):
-                inject(f.kind, f"{phase} (b{self._batch} {self._precision} {self._scenario})")
+            if f.kind in TRIAL_KINDS and f.matches(self._batch, self._precision, self._scenario):
+                where = f"{f.phase} (b{self._batch} {self._precision} {self._scenario})"
+                if f.phase == phase:
+                    inject(f.kind, where)
+                elif f.phase == "exit" and phase == "prepare":
+                    atexit.register(inject, f.kind, where)  # as a runtime's teardown that crashes or hangs
 
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
         self._faults = parse_faults(os.environ.get(FAULT_ENV, ""))

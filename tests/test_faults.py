@@ -25,7 +25,8 @@ import pytest
 from hwbench import registry
 from hwbench.store import load_records, read_manifest
 
-FIGURES: dict[str, int] = {"faults_injected": 0, "faults_survived": 0, "trials_lost": 0, "orphan_workers": 0}
+FIGURES: dict[str, int] = {"faults_injected": 0, "faults_survived": 0, "trials_lost": 0, "orphan_workers": 0,
+                           "lost_to_open_bugs": 0}
 TIMEOUT_S = 8  # a healthy quick trial of the faulty adapter takes about 2.5 s here, mostly interpreter start-up
 
 # batch size -> (fault rule, substrings the error must contain)
@@ -101,8 +102,9 @@ def popen() -> Iterator[list[subprocess.Popen]]:
 def test_parse_faults_selects_one_trial() -> None:
     from device_adapters.faulty import Fault, parse_faults
 
-    faults = parse_faults("crash@2, hang@b4+fp16:prepare, raise")
-    assert faults == [Fault("crash", ("2",)), Fault("hang", ("b4", "fp16"), "prepare"), Fault("raise")]
+    faults = parse_faults("crash@2, hang@b4+fp16:prepare, raise, abort@int8:exit")
+    assert faults == [Fault("crash", ("2",)), Fault("hang", ("b4", "fp16"), "prepare"), Fault("raise"),
+                      Fault("abort", ("int8",), "exit")]
     assert faults[0].matches(2, "fp32", "single-stream") and not faults[0].matches(4, "fp32", "single-stream")
     assert faults[1].matches(4, "fp16", "offline") and not faults[1].matches(4, "fp32", "offline")
     assert faults[2].matches(99, "int8", "offline")
@@ -220,6 +222,23 @@ def test_ctrl_c_exits_130_keeps_results_and_prints_resume(tmp_path: Path, cache_
     FIGURES["faults_survived"] += 1
 
 
+@pytest.mark.xfail(strict=True, reason="bug in hwbench/runner.py: a worker that saved its record and then crashed "
+                   "or hung at exit gets an error record over the saved one (patch: /tmp/patches/keep-saved-record.diff)")
+def test_crash_after_the_record_is_saved_keeps_the_result(tmp_path: Path, cache_dir: Path) -> None:
+    """A runtime whose teardown segfaults (common with GPU stacks) must not cost a measured result."""
+    out = tmp_path / "runs"
+    proc = subprocess.run(_profile_args(out, "1,2", TIMEOUT_S, "--json"), env=_env(cache_dir, "crash@2:exit"),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = {r["batch_size"]: r for r in json.loads(proc.stdout)["records"]}
+    lost = int(records[2]["status"] != "ok")
+    FIGURES["lost_to_open_bugs"] += lost
+    assert not lost, records[2]["error"]
+    assert records[2]["n_samples"] >= 20 and any("after saving its result" in n for n in json.loads(proc.stdout)["notes"])
+    FIGURES["faults_injected"] += 1
+    FIGURES["faults_survived"] += 1
+
+
 def test_import_and_probe_failures_are_probe_results(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HWBENCH_TEST_ADAPTERS", "1")
     monkeypatch.delitem(sys.modules, "device_adapters.faulty", raising=False)
@@ -238,10 +257,12 @@ def test_import_and_probe_failures_are_probe_results(monkeypatch: pytest.MonkeyP
 
 def test_zz_fault_figures(capsys: pytest.CaptureFixture[str]) -> None:
     """Runs last in this module: the figures, printed whether or not pytest captures output."""
-    if FIGURES["faults_injected"] == 0:
+    if FIGURES["faults_injected"] == 0 and FIGURES["lost_to_open_bugs"] == 0:
         pytest.skip("no fault test ran in this session")
     line = ("fault injection: {faults_injected} faults injected, {faults_survived} survived, "
             "{trials_lost} completed trials lost, {orphan_workers} orphaned workers").format(**FIGURES)
+    if FIGURES["lost_to_open_bugs"]:
+        line += f"; plus {FIGURES['lost_to_open_bugs']} result(s) lost to an open bug (the xfail test above)"
     with capsys.disabled():
         print("\n" + line)
     assert FIGURES["trials_lost"] == 0 and FIGURES["orphan_workers"] == 0
