@@ -12,9 +12,11 @@ Facts relied on (ONNX Runtime documentation):
   use_tf32 ("0"|"1"). TensorRT EP options: device_id, trt_fp16_enable, trt_int8_enable,
   trt_engine_cache_enable, trt_engine_cache_path, trt_timing_cache_enable,
   trt_timing_cache_path, trt_profile_{min,opt,max}_shapes ("name:1x3x224x224,...").
-- TensorRT enables TF32 by default; NVIDIA_TF32_OVERRIDE=0 in the environment turns TF32
-  off in cuBLAS, cuDNN and TensorRT, which hwbench sets for strict fp32 (worker processes
-  are per trial, so the setting does not leak).
+- TensorRT enables TF32 by default and the TensorRT EP has no option to turn it off.
+  NVIDIA_TF32_OVERRIDE=0 in the environment turns TF32 off in NVIDIA's math libraries
+  (cuBLAS, cuDNN); hwbench sets it for fp32 (worker processes are per trial, so it does not
+  leak), but whether TensorRT's own kernels honour it is not verified, and ort-trt's fp32
+  says so in precision_effective.
 - IO binding: OrtValue.ortvalue_from_numpy(arr, "cuda", id) copies an input to the device
   once; bind_output(name, "cuda", id) keeps outputs there; run_with_iobinding runs and, by
   default, synchronises the provider's stream before returning; synchronize_outputs() waits
@@ -390,5 +392,9 @@ class OrtTensorRtAdapter(_OrtGpuAdapter):
         return model.onnx_path
 
     def _effective_precision(self, precision: str) -> str:
-        labels = {"int8": "int8 (QDQ, calibrated on generated inputs)", "fp16": "fp16 (TensorRT mixed, fp32 fallback)"}
+        labels = {
+            "int8": "int8 (QDQ, calibrated on generated inputs)",
+            "fp16": "fp16 (TensorRT mixed, fp32 fallback)",
+            "fp32": "fp32 (NVIDIA_TF32_OVERRIDE=0 set; TensorRT may still pick TF32 kernels)",
+        }
         return labels.get(precision) or super()._effective_precision(precision)
