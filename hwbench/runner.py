@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from hwbench import __version__, registry
-from hwbench.errors import UsageError
+from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.fingerprint import host_fingerprint
 from hwbench.modelspec import ModelSpec
 from hwbench.schema import STATUS_ERROR, STATUS_UNSUPPORTED
@@ -278,6 +278,8 @@ class SweepRunner:
         adapters, missing = self._adapters()
         if not adapters:
             raise UsageError("no adapter can run here; see `hwbench devices`")
+        if all(a in missing for a in adapters):  # nothing asked for can run: say why, exit non-zero
+            raise AdapterUnavailable("; ".join(missing[a] for a in adapters))
         specs = self._resolve_models()
         self.writer = RunWriter(self.run_dir)
         idle = self._idle_power([a for a in adapters if a not in missing])
@@ -328,10 +330,11 @@ class SweepRunner:
             "trial": trial.__dict__, "config": self.config.to_dict(), "context": ctx_dict,
         }
         outcome = self._spawn(job, trial.trial_id)
-        if outcome.cause is None:
-            done = read_trial_record(self.run_dir, trial.trial_id)
-            if done is not None:
-                return done
+        done = read_trial_record(self.run_dir, trial.trial_id)
+        if done is not None:  # the worker saved a whole record: a crash or hang after that loses nothing
+            if outcome.cause is not None:
+                self.notes.append(f"{trial.trial_id}: the worker failed after saving its result ({outcome.cause}); result kept")
+            return done
         rec = base_record(trial, spec, ctx_stub)
         rec.status, rec.valid = STATUS_ERROR, False
         cause = outcome.cause or "worker finished without writing a record"
