@@ -62,8 +62,8 @@ class NoFeasiblePick(HwbenchError):
 def mark_frontier(points: pd.DataFrame, objective: str = "cost") -> pd.DataFrame:
     """Add `on_frontier` and `frontier_basis` (what the frontier was computed on) per model.
 
-    With the cost objective, a model without any priced point falls back to throughput,
-    and says so. With energy, a model with measured energy leaves its estimates off.
+    A model without a single cost (or energy) figure is ranked on throughput instead, and
+    says so. With energy, a model with measured energy leaves its estimates off.
     """
     if objective not in OBJECTIVES:
         raise UsageError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
@@ -72,21 +72,21 @@ def mark_frontier(points: pd.DataFrame, objective: str = "cost") -> pd.DataFrame
     per_model = lambda flags: np.bincount(model, weights=flags, minlength=model.max(initial=-1) + 1)[model]  # noqa: E731
     rows = per_model(np.ones(len(points)))
     values = pd.to_numeric(points[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    labels = [f"p99 vs {objective}", "p99 vs energy (estimated)", "p99 vs throughput (no prices)"]
+    labels = [f"p99 vs {objective}", "p99 vs energy (estimated)", f"p99 vs throughput (no {objective} figures)"]
     basis = np.zeros(len(points), dtype=np.int8)
     if objective == "energy":
         estimated = points["energy_estimated"].to_numpy(dtype=bool)
         has_measured = per_model(~estimated & ~np.isnan(values)) > 0
         values = np.where(estimated & has_measured, np.nan, values)
         basis[estimated & ~has_measured] = 1
-    if objective == "cost":
+    if objective != "throughput":  # a model with no cost (or energy) figure at all is ranked on throughput
         fallback = per_model(np.isnan(values)) == rows
         throughput = pd.to_numeric(points["throughput_sps"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         values = np.where(fallback, -throughput, values)  # negated: minimised like the cost
         basis[fallback] = 2
     frame = pd.DataFrame({"model": model, "p99": pd.to_numeric(points["latency_p99_ms"], errors="coerce").to_numpy(dtype=float),
                           "second": values})
-    mask = pareto_mask_by(frame, {"p99": MIN, "second": sense if objective != "cost" else MIN}, "model")
+    mask = pareto_mask_by(frame, {"p99": MIN, "second": sense}, "model")
     return points.assign(on_frontier=mask, frontier_basis=pd.Categorical.from_codes(basis, categories=labels))
 
 
@@ -170,7 +170,7 @@ def _to_pick(row: pd.Series, slo_p99_ms: float, rate_rps: float) -> Pick:
     text = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)  # noqa: E731
     return Pick(model=str(row["model"]), hardware=str(row["hardware"]), instance_type=text(row.get("instance_type")),
                 adapter=str(row["adapter"]), precision=str(row["precision"]), batch_size=int(row["batch_size"]),
-                scenario=str(row.get("scenario", "")), latency_p99_ms=float(row["latency_p99_ms"]),
+                scenario=text(row.get("scenario")) or "", latency_p99_ms=float(row["latency_p99_ms"]),
                 batching_wait_ms=float(row["batching_wait_ms"]), request_latency_p99_ms=float(row["request_latency_p99_ms"]),
                 throughput_sps=float(row["throughput_sps"]), instances=int(row["instances"]),
                 price_usd_per_hour=float(row["price_usd_per_hour"]), fleet_usd_per_hour=float(row["fleet_usd_per_hour"]),
@@ -202,7 +202,8 @@ def plan(points: pd.DataFrame, demands: Mapping[str, tuple[float, float]]) -> Pl
     cheapest homogeneous choice: one instance type serving every model within its SLO.
 
     With one model the two coincide and the saving is zero; the saving is what placing each
-    model on its own best hardware earns over a one-size-fits-all fleet."""
+    model on its own best hardware earns over a one-size-fits-all fleet. Raises
+    NoFeasiblePick when some model has no configuration within its SLO."""
     picks = {m: pick(points, m, slo, rate) for m, (slo, rate) in demands.items()}
     total = float(sum(p.fleet_usd_per_hour for p in picks.values()))
     per_type: dict[str, float] = {}

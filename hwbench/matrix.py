@@ -90,12 +90,19 @@ def _first_rows(ids: np.ndarray) -> np.ndarray:
 
 
 def hardware_codes(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """A code per row and the labels 'instance_type or host | device | accelerator', built once per distinct combination."""
-    cols = ["instance_type", "host", "device", "accelerator"]
-    codes = group_ids(df, cols)
+    """A code per row and the labels 'instance_type or host | device | accelerator', built once per distinct combination.
+
+    The host only counts when no instance type was recorded: two machines of one instance
+    type with the same device are the same hardware.
+    """
+    has_type = df["instance_type"].notna() & (df["instance_type"] != "")
+    keyed = pd.DataFrame({"instance_type": df["instance_type"], "host": df["host"].where(~has_type, None),
+                          "device": df["device"], "accelerator": df["accelerator"]})
+    cols = list(keyed.columns)
+    codes = group_ids(keyed, cols)
     first = _first_rows(codes)  # ids are numbered in order of first appearance
     labels = []
-    for inst, host, device, acc in zip(*(_text_column(df[c].iloc[first]) for c in cols)):
+    for inst, host, device, acc in zip(*(_text_column(keyed[c].iloc[first]) for c in cols)):
         label = f"{inst or host or '?'} | {device or '?'}"
         labels.append(f"{label} | {acc}" if acc else label)
     return codes, labels
@@ -181,8 +188,8 @@ def _lookup(table: pd.DataFrame, column: str, codes: np.ndarray, fill: object) -
 
 
 def _categorical(slots: np.ndarray, labels: list[object]) -> pd.Categorical:
-    """Text repeated over many points, stored once per distinct value; the last slot and None labels are missing."""
-    label_codes, uniques = pd.factorize(np.asarray(list(labels) + [None], dtype=object), use_na_sentinel=True)
+    """labels[slot] for each point, stored once per distinct text; None labels are missing values."""
+    label_codes, uniques = pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=True)
     return pd.Categorical.from_codes(label_codes[slots], categories=pd.Index(list(uniques), dtype=object))
 
 
@@ -193,8 +200,6 @@ def _apply_prices(points: pd.DataFrame, catalog: PriceCatalog, price_kind: str) 
     table = _price_table(names, catalog, price_kind)
     empty = np.array([n == "" for n in names] + [True])  # an empty string counts as no instance type
     codes = np.where(empty[inst_codes], len(names), inst_codes)  # len(names): the fill slot of _lookup
-    codes = np.where(codes < 0, len(names), codes)
-    known = codes < len(names)
     count = _lookup(table, "accelerator_count", codes, 0).astype(float)
     used = pd.to_numeric(points["accelerators_used"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad_share = (count > 0) & ~np.isnan(used) & ((used <= 0) | (used > count))
@@ -213,6 +218,9 @@ def _apply_prices(points: pd.DataFrame, catalog: PriceCatalog, price_kind: str) 
     priced = pd.isna(reason)
     hourly = np.where(priced, hourly, np.nan)
     slot = np.where(priced, codes, len(names))  # unpriced points show no price text
+    estimated_power = from_run & (points["power_method"].to_numpy(dtype=object) == ESTIMATED_POWER)
+    basis_slot = np.where(priced & from_run, len(names) + 1 + estimated_power, slot)
+    basis_labels = list(table["basis"]) + [None, "tco + the run's measured power", "tco + the run's estimated power"]
     share_pair = np.where(count > 0, np.where(np.isnan(used), count, used) * 1000 + count, 0).astype(np.int64)
     pair_codes, pairs = pd.factorize(share_pair)
     label_codes, share_labels = pd.factorize(np.array([f"{p // 1000}/{p % 1000}" if p else "1/1" for p in pairs] or ["1/1"], dtype=object))
@@ -220,10 +228,9 @@ def _apply_prices(points: pd.DataFrame, catalog: PriceCatalog, price_kind: str) 
     out = points.assign(
         price_usd_per_hour=hourly,
         price_share=pd.Categorical.from_codes(label_codes[pair_codes], categories=pd.Index(share_labels, dtype=object)),
-        price_basis=_categorical(slot, list(table["basis"])),
-        price_as_of=_categorical(slot, list(table["as_of"])),
-        price_source=_categorical(slot, list(table["source"])),
-        price_power_estimated=from_run & (points["power_method"].to_numpy(dtype=object) == ESTIMATED_POWER),
+        price_basis=_categorical(basis_slot, basis_labels),
+        price_as_of=_categorical(slot, list(table["as_of"]) + [None]),
+        price_source=_categorical(slot, list(table["source"]) + [None]),
         cost_usd_per_1m=cost_usd_per_1m(hourly, thr),
     )
     missing = out.loc[~priced, ["instance_type", "host"]].assign(reason=reason[~priced])

@@ -13,13 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from hwbench.errors import UsageError
+from hwbench.pareto import MIN, pareto_mask
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MAX_LABELS = 40  # per panel; beyond this only frontier points are labelled
 
 
 def plot_frontier(points: pd.DataFrame, path: Path | str, *, title: str = "") -> Path:
-    """Save the plot of priced points (needs `on_frontier`, from frontier.mark_frontier) to `path`."""
+    """Save the plot of the priced points of the matrix to `path`; the step line is each model's p99-vs-cost frontier."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -45,7 +46,7 @@ def plot_frontier(points: pd.DataFrame, path: Path | str, *, title: str = "") ->
         for (hw, prec), g in mine.groupby(["hardware", "precision"], sort=True):
             ax.scatter(g["cost_usd_per_1m"], g["latency_p99_ms"], c=[colour[hw]], marker=marker[str(prec)],
                        s=36, alpha=0.85, edgecolors="none", label=f"{hw}, {prec}")
-        front = mine[mine["on_frontier"].astype(bool)].sort_values("cost_usd_per_1m")
+        front = mine[pareto_mask(mine, {"cost_usd_per_1m": MIN, "latency_p99_ms": MIN})].sort_values("cost_usd_per_1m")
         if len(front):
             ax.step(front["cost_usd_per_1m"], front["latency_p99_ms"], where="post", color="black", lw=1.2,
                     label="frontier")

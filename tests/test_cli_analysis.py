@@ -69,6 +69,17 @@ def invoke(*args: str) -> Any:
     return runner.invoke(app, list(args))
 
 
+@pytest.fixture
+def wide_console() -> Any:
+    """Tables rendered 220 columns wide, so that no cell wraps in the middle of what a test looks for."""
+    from hwbench.cli.common import console
+
+    saved = console._width
+    console.width = 220
+    yield console
+    console._width = saved
+
+
 def test_frontier_json_prices_every_point_with_date_and_source(results: Path) -> None:
     out = invoke("frontier", str(results), "--json")
     assert out.exit_code == 0, out.output
@@ -127,6 +138,19 @@ def test_prices_command(tmp_path: Path) -> None:
     assert names["p5en.48xlarge"]["on_demand_usd_per_hour"] == 63.296 and names["p5en.48xlarge"]["as_of"] == "2025-11-30"
     text = invoke("prices").output
     assert "p5en.48xlarge" in text and "63.296" in text and "2025-11-30" in text
+
+
+def test_user_prices_from_the_environment_and_included_drift(results: Path, tmp_path: Path, wide_console: Any) -> None:
+    prices = tmp_path / "mine.toml"
+    prices.write_text('[instances."mystery.box"]\non_demand_usd_per_hour = 0.36\nas_of = 2026-02-01\nsource = "our quote"\n')
+    doc = json.loads(runner.invoke(app, ["frontier", str(results), "--json"], env={"HWBENCH_PRICES": str(prices)}).output)
+    mystery = [p for p in doc["points"] if p["instance_type"] == "mystery.box"][0]
+    assert mystery["price_usd_per_hour"] == 0.36 and mystery["price_source"] == "our quote"
+    assert mystery["cost_usd_per_1m"] == pytest.approx(0.36 / (32 * 3600) * 1e6)
+    assert doc["unpriced"] == []
+    write_run(results, "drift", [record("drift", 0, precision="int8", accuracy_ok=False, latency_p99_ms=0.5)])
+    assert "(drift)" not in invoke("frontier", str(results)).output
+    assert "(drift)" in invoke("frontier", str(results), "--include-inaccurate").output
 
 
 def test_compare_exit_code_on_planted_regression(tmp_path: Path) -> None:

@@ -61,8 +61,9 @@ def test_throughput_objective_and_fallback_without_prices(points: pd.DataFrame) 
     assert sorted(zip(on["instance_type"], on["batch_size"])) == [("gpu.one", 32), ("nowhere", 1)]
     unpriced = points.assign(price_usd_per_hour=None, cost_usd_per_1m=None)
     marked = mark_frontier(unpriced)  # no price at all: fall back to throughput, and say so
-    assert set(marked["frontier_basis"]) == {"p99 vs throughput (no prices)"}
+    assert set(marked["frontier_basis"]) == {"p99 vs throughput (no cost figures)"}
     assert marked["on_frontier"].sum() == 2
+    assert set(mark_frontier(points, "energy")["frontier_basis"]) == {"p99 vs throughput (no energy figures)"}
     with pytest.raises(UsageError, match="unknown objective"):
         mark_frontier(points, "beauty")
 

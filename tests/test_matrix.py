@@ -95,7 +95,7 @@ def test_on_prem_tco_from_the_runs_measured_power(tmp_path: Path) -> None:
     m = build_matrix(df, load_catalog([prices]))
     # capital 35040 $/y = 4 $/h for the box, 1 of 4 GPUs -> 1 $/h; the run's 0.3 kW x 1.5 x 0.2 = 0.09 $/h
     assert one(m.points, adapter="ort-cpu").price_usd_per_hour == pytest.approx(1.09)
-    assert one(m.points, adapter="ort-cpu").price_basis == "tco"
+    assert one(m.points, adapter="ort-cpu").price_basis == "tco + the run's measured power"
     assert "measured power" in m.unpriced["reason"].iloc[0]
 
 
@@ -120,6 +120,15 @@ def test_scenarios_are_separate_points_and_the_latest_repeat_wins() -> None:
     pts = build_matrix(df, load_builtin()).points
     assert sorted(pts["scenario"]) == ["offline", "single-stream"]
     assert one(pts, scenario="single-stream").throughput_sps == 60.0
+
+
+def test_machines_of_one_instance_type_are_one_hardware() -> None:
+    df = frame(rec(host="a", run_id="r1", started_at="2026-01-01T00:00:00Z", throughput_sps=90.0),
+               rec(host="b", run_id="r2", started_at="2026-01-03T00:00:00Z", throughput_sps=95.0),
+               rec(host="c", run_id="r3", instance_type=None, batch_size=8))
+    pts = build_matrix(df, load_builtin()).points
+    assert sorted(pts["hardware"].astype(str)) == ["c | Xeon 8488C", "c7i.large | Xeon 8488C"]
+    assert one(pts, batch_size=1).throughput_sps == 95.0  # the later run of the same point on the same hardware
 
 
 def test_energy_estimates_are_labelled_and_priced_with_electricity(tmp_path: Path) -> None:

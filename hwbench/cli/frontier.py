@@ -34,9 +34,15 @@ def _num(value: Any, fmt: str = "{:.3g}") -> str:
     return "-" if _missing(value) else fmt.format(value)
 
 
+def _rate(value: Any) -> str:
+    return "-" if _missing(value) else f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+
+
 def _precision(row: Any) -> str:
     eff = row.precision_effective
-    return str(row.precision) if _missing(eff) or eff == row.precision else f"{row.precision}→{eff}"
+    text = str(row.precision) if _missing(eff) or eff == row.precision else f"{row.precision}→{eff}"
+    failed = not _missing(row.accuracy_ok) and not bool(row.accuracy_ok)
+    return text + " [red](drift)[/red]" if failed else text
 
 
 def _energy(row: Any) -> str:
@@ -61,7 +67,7 @@ def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -
     for r in shown.itertuples(index=False):
         share = "" if r.price_share in ("1/1", None) or _missing(r.price_usd_per_hour) else f" ({r.price_share})"
         cells = ["★" if r.on_frontier else "", escape(str(r.hardware)), escape(str(r.adapter)), _precision(r),
-                 str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _num(r.latency_p99_ms), _num(r.throughput_sps, "{:.4g}"),
+                 str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _num(r.latency_p99_ms), _rate(r.throughput_sps),
                  _num(r.price_usd_per_hour, "{:.4g}") + share, _num(r.cost_usd_per_1m), _energy(r)]
         if matrix.electricity is not None:
             cells.append(_num(r.energy_usd_per_1m))
@@ -135,7 +141,7 @@ def _print_picks(picks: dict[str, Any], the_plan: Plan | None, slo_p99_ms: float
 
 def frontier(
     results: Annotated[list[Path], typer.Argument(help="Run folders, or folders above them (all runs below are read).")],
-    prices: Annotated[list[Path] | None, typer.Option("--prices", help="Price file (TOML) adding to or overriding the built-in catalog; repeatable.")] = None,
+    prices: Annotated[list[Path] | None, typer.Option("--prices", envvar="HWBENCH_PRICES", help="Price file (TOML) adding to or overriding the built-in catalog; repeatable.")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Only this model; repeatable.")] = None,
     slo_p99_ms: Annotated[float | None, typer.Option("--slo-p99-ms", help="p99 latency target per request (ms); needs --rate.")] = None,
     rate: Annotated[float | None, typer.Option("--rate", help="Request rate (requests/s) for the SLO pick.")] = None,
@@ -169,8 +175,9 @@ def frontier(
     models = sorted(points["model"].unique())
     picks, the_plan = _picks(points, models, slo_p99_ms, rate) if slo_p99_ms is not None and rate is not None else ({}, None)
     electricity = None if catalog.electricity is None else vars(catalog.electricity)
+    exported = 0
     if export_path is not None:
-        export(points, export_path, objective=objective, price_kind=price_kind, electricity=electricity)
+        exported = len(export(points, export_path, objective=objective, price_kind=price_kind, electricity=electricity)["points"])
     if plot_path is not None:
         from hwbench.plot import plot_frontier
 
@@ -195,6 +202,7 @@ def frontier(
     if picks:
         _print_picks(picks, the_plan, slo_p99_ms or 0.0, rate or 0.0)
     if export_path is not None:
-        console.print(f"frontier exported to {export_path} (schema {FRONTIER_SCHEMA_VERSION}; load with hwbench.frontier.load)")
+        console.print(escape(f"frontier exported to {export_path}: {exported} priced points (schema {FRONTIER_SCHEMA_VERSION}; "
+                             "load with hwbench.frontier.load)"))
     if plot_path is not None:
-        console.print(f"plot saved to {plot_path}")
+        console.print(escape(f"plot saved to {plot_path}"))

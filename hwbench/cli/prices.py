@@ -30,7 +30,7 @@ def _tco_basis(p: Price) -> str:
 
 
 def prices(
-    price_files: Annotated[list[Path] | None, typer.Option("--prices", help="Price file (TOML) merged over the built-in catalog; repeatable.")] = None,
+    price_files: Annotated[list[Path] | None, typer.Option("--prices", envvar="HWBENCH_PRICES", help="Price file (TOML) merged over the built-in catalog; repeatable.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Show the price catalog in force, with the date and source of every price."""
