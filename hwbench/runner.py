@@ -207,12 +207,11 @@ class SweepRunner:
         out: dict[str, tuple[float | None, str | None]] = {}
         if self.config.idle_power_s <= 0:
             return out
-        try:
-            from hwbench.power.select import measure_idle_power, meter_for
-        except ImportError:
-            return out
+        from hwbench.power.select import measure_idle_power, meter_for
+        from hwbench.trial import device_index
+
         for kind in sorted(kinds):
-            meter = meter_for(kind, tdp_w=self.config.tdp_w)
+            meter = meter_for(kind, device_index(self.config.device), tdp_w=self.config.tdp_w)
             try:
                 reading = measure_idle_power(meter, self.config.idle_power_s)
             finally:

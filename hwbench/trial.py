@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import resource
 import time
 import traceback
@@ -21,7 +22,7 @@ from hwbench import __version__, registry
 from hwbench.adapter import Adapter, AdapterOptions
 from hwbench.errors import UnsupportedPoint
 from hwbench.modelspec import ModelSpec
-from hwbench.power.base import EnergyReading, NullMeter, PowerMeter
+from hwbench.power.base import EnergyReading, PowerMeter
 from hwbench.profiler import Measurement, measure_offline, measure_single_stream
 from hwbench.schema import STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED, TrialRecord, settings_json
 from hwbench.settings import SweepConfig
@@ -88,30 +89,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def device_index(device: str) -> int:
+    """The index in an adapter device selector such as 'cuda:1' or 'GPU.1' (0 when none)."""
+    m = re.search(r"[:.](\d+)$", device or "")
+    return int(m.group(1)) if m else 0
+
+
 def _meter(adapter: Adapter, ctx: TrialContext) -> PowerMeter:
-    try:
-        from hwbench.power.select import meter_for
-    except ImportError:
-        return NullMeter()
-    return meter_for(adapter.device_kind, tdp_w=ctx.config.tdp_w)
+    from hwbench.power.select import meter_for
+
+    return meter_for(adapter.device_kind, device_index(ctx.config.device), tdp_w=ctx.config.tdp_w)
 
 
 def _apply_energy(rec: TrialRecord, e: EnergyReading | None, m: Measurement, ctx: TrialContext) -> None:
-    rec.idle_power_w = ctx.idle_power_w
-    if e is None:
-        rec.power_method = "none"
-        return
-    inferences = m.completed * rec.batch_size
-    rec.power_method = e.method
-    rec.power_period_ms = e.period_ms
-    rec.power_note = e.note or None
-    rec.avg_power_w = e.avg_power_w
-    if inferences > 0:
-        rec.energy_j_per_inference = e.energy_j / inferences
-        if ctx.idle_power_w is not None and ctx.idle_power_method == e.method:
-            above = max(0.0, e.energy_j - ctx.idle_power_w * e.duration_s)
-            rec.energy_above_idle_j_per_inference = above / inferences
-    if e.too_short:
+    from hwbench.power.select import energy_columns
+
+    idle = None
+    if ctx.idle_power_w is not None and ctx.idle_power_method:
+        idle = EnergyReading(energy_j=ctx.idle_power_w, duration_s=1.0, method=ctx.idle_power_method,
+                             period_ms=None, estimated=ctx.idle_power_method == "estimate-tdp")
+    for key, value in energy_columns(e, m.completed * rec.batch_size, idle).items():
+        setattr(rec, key, value)
+    if e is not None and e.too_short:
         rec.invalid_reasons.append(f"power window {e.duration_s:.2f} s shorter than ten meter periods")
         rec.valid = False
 
@@ -166,6 +165,8 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
         if reason:
             rec.status, rec.error = STATUS_UNSUPPORTED, reason
+            if cls.device_kind not in ("cpu", "none"):
+                rec.device = cfg.device or cls.device_kind
             return rec, None
         from hwbench.workload import make_inputs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from hwbench import registry
@@ -10,10 +11,8 @@ from hwbench.fingerprint import host_fingerprint
 
 
 def _meters() -> list[dict[str, str]]:
-    try:
-        from hwbench.power.select import available_meters
-    except ImportError:
-        return []
+    from hwbench.power.select import available_meters
+
     out = []
     for kind in ("cpu", "cuda", "neuron"):
         for method, why in available_meters(kind):
@@ -51,12 +50,12 @@ def devices(json_out: JsonFlag = False) -> None:
     for a in adapters:
         ok = "[green]yes[/]" if a["available"] else "[red]no[/]"
         detail = ", ".join(a["devices"]) if a["available"] else a["reason"]
-        table.add_row(a["name"], ok, detail, "" if a["available"] else a["install_hint"])
+        table.add_row(a["name"], ok, escape(detail), "" if a["available"] else escape(a["install_hint"]))
     console.print(table)
     if meters:
         mt = Table(title="Power meters")
         for col in ("device kind", "method", "available / reason"):
             mt.add_column(col)
         for m in meters:
-            mt.add_row(m["device_kind"], m["method"], "[green]yes[/]" if m["available"] else m["reason"])
+            mt.add_row(m["device_kind"], m["method"], "[green]yes[/]" if m["available"] else escape(m["reason"]))
         console.print(mt)
