@@ -117,6 +117,19 @@ def test_frontier_tables_pick_export_and_plot(results: Path, tmp_path: Path) -> 
     assert f"{p.fleet_usd_per_hour:.4g}" in text
 
 
+def test_plot_needs_priced_points(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from hwbench.errors import UsageError
+    from hwbench.plot import plot_frontier
+
+    unpriced = pd.DataFrame({"model": ["m"], "hardware": ["h"], "precision": ["fp32"], "adapter": ["a"], "batch_size": [1],
+                             "cost_usd_per_1m": [float("nan")], "latency_p99_ms": [1.0]})
+    with pytest.raises(UsageError, match="nothing to plot"):
+        plot_frontier(unpriced, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_frontier_pick_in_json_and_infeasible_slo(results: Path) -> None:
     doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "1", "--rate", "10", "--json").output)
     assert "nothing meets" in doc["picks"]["resnet50"]

@@ -99,6 +99,17 @@ def test_on_prem_tco_from_the_runs_measured_power(tmp_path: Path) -> None:
     assert "measured power" in m.unpriced["reason"].iloc[0]
 
 
+def test_spot_prices_where_known(tmp_path: Path) -> None:
+    prices = tmp_path / "p.toml"
+    prices.write_text('[instances."g4dn.xlarge"]\non_demand_usd_per_hour = 0.526\nspot_usd_per_hour = 0.2\n'
+                      'as_of = 2026-03-01\nsource = "spot history"\n')
+    df = frame(rec(), rec(instance_type="g4dn.xlarge", accelerator="T4", accelerators_used=1, adapter="cuda"))
+    m = build_matrix(df, load_catalog([prices]), price_kind="spot")
+    assert one(m.points, adapter="cuda").price_usd_per_hour == 0.2
+    assert one(m.points, adapter="cuda").price_basis == "spot"
+    assert "no spot price for c7i.large" in m.unpriced["reason"].iloc[0]  # never the on-demand price in its place
+
+
 def test_invalid_and_inaccurate_are_kept_apart() -> None:
     df = frame(rec(), rec(batch_size=4, valid=False, invalid_reasons=["cv 0.31 above 0.10", "too few samples"]),
                rec(batch_size=64, status="error", error="out of memory", valid=False),
