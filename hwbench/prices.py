@@ -10,23 +10,27 @@ machines priced by total cost of ownership:
 A run that used k of an instance's n accelerators is charged k/n of its price. An
 instance type the catalog does not know is never priced by guess: the caller reports it.
 
-File format (TOML; schema_version 1):
+File format (TOML, schema_version 1). For brevity the sketch below puts several keys on a
+line, separated by ";"; a real file has one key per line:
 
     schema_version = 1                       # optional
     [electricity]                            # optional: prices energy per 1M inferences
-    usd_per_kwh = 0.12
-    as_of = 2026-01-15
-    source = "utility bill, Jan 2026"
+    usd_per_kwh = 0.12;  as_of = 2026-01-15;  source = "utility bill, Jan 2026"
 
-    [instances."g4dn.xlarge"]                # a cloud instance
-    provider = "aws"  region = "us-east-1"  accelerator = "T4"  accelerator_count = 1
-    vcpus = 4  on_demand_usd_per_hour = 0.526  spot_usd_per_hour = 0.21
-    as_of = 2025-11-30  source = "https://aws.amazon.com/ec2/pricing/on-demand/"
+    [instances."g4dn.xlarge"]                # a cloud instance (a built-in name: overridden)
+    provider = "aws";  region = "us-east-1";  accelerator = "T4";  accelerator_count = 1
+    vcpus = 4;  on_demand_usd_per_hour = 0.526;  spot_usd_per_hour = 0.21  # spot optional
+    as_of = 2025-11-30;  source = "https://aws.amazon.com/ec2/pricing/on-demand/"
 
     [instances.lab-a100]                     # on-premises, by total cost of ownership
-    provider = "on-prem"  accelerator = "A100-80GB"  accelerator_count = 4
-    capital_usd = 90000  lifetime_years = 4  power_w = 2400  # or power_w = "measured"
-    usd_per_kwh = 0.12  pue = 1.4  as_of = 2026-01-15  source = "PO 4411"
+    provider = "on-prem";  accelerator = "A100-80GB";  accelerator_count = 4
+    capital_usd = 90000;  lifetime_years = 4;  power_w = 2400   # or power_w = "measured"
+    usd_per_kwh = 0.12;  pue = 1.4;  as_of = 2026-01-15;  source = "PO 4411"
+
+An entry overriding a built-in name keeps the descriptive fields it does not restate
+(provider, accelerators, vCPUs) but must give its own price, as_of and source. Unknown
+fields, negative prices, a PUE below 1 and missing dates or sources are refused, all
+problems in one message.
 """
 
 from __future__ import annotations
