@@ -169,8 +169,15 @@ def frontier(
     price_kind = SPOT if spot else ON_DEMAND
     matrix = build_matrix(records, catalog, models=model or [], include_inaccurate=include_inaccurate,
                           allow_mixed=allow_mixed, price_kind=price_kind)
-    if matrix.points.empty:
-        raise ResultsError("no valid points to analyse: every record is invalid or failed its accuracy check (see `--json`)")
+    if matrix.points.empty:  # nothing to rank, but say exactly why: the records are kept and listed
+        if json_out:
+            print_json({"points": [], "invalid": matrix.invalid.to_dict(orient="records"),
+                        "inaccurate": matrix.inaccurate.to_dict(orient="records"), "notes": matrix.notes})
+            return
+        console.print("[yellow]no valid points to put on a frontier[/]: every record is invalid or failed its "
+                      "accuracy check. Re-measure with a longer --duration on a quieter machine, or see below.")
+        _left_out(matrix)
+        return
     points = mark_frontier(matrix.points, objective)
     models = sorted(points["model"].unique())
     picks, the_plan = _picks(points, models, slo_p99_ms, rate) if slo_p99_ms is not None and rate is not None else ({}, None)
