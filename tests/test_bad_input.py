@@ -122,12 +122,11 @@ def test_profile_bad_input(case: str, tmp_path: Path, add_model: Path) -> None:
     assert not list(tmp_path.glob("out/*/manifest.json"))  # nothing half-made left behind
 
 
-@pytest.mark.xfail(strict=True, reason="bug in hwbench/runner.py: a sweep whose every requested adapter is "
-                   "unavailable exits 0 with status=unsupported records (patch: /tmp/patches/adapter-unavailable-exit.diff)")
 def test_adapter_whose_import_raises_fails_the_profile(tmp_path: Path, add_model: Path) -> None:
     proc = _profile(tmp_path, add_model, ["{model}", "--adapter", "faulty"],
                     HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="importerror")
     assert_one_line_error(proc, "faulty unavailable here: adapter module failed to import: ImportError: libfaulty.so.1")
+    assert not list(tmp_path.glob("out/*/manifest.json"))  # failed before any run folder was made
 
 
 def test_adapter_whose_import_raises_is_reported_by_devices(tmp_path: Path) -> None:
