@@ -61,4 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The record is saved and fsynced: skip interpreter teardown, where a vendor runtime's
+    # atexit handlers and destructors could still crash or hang a finished trial.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

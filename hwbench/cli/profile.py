@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -137,6 +138,9 @@ def render_summary(records: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
+_FLAG_NAMES = {"model": "MODEL", "instance_type": "--instance", "trial_timeout_s": "--timeout", "dim": "--dim"}
+
+
 def profile(
     model: Annotated[Optional[str], typer.Argument(help="Built-in model name(s), comma-separated, or a path to an .onnx file. Default: resnet50.")] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", "-a", help="Adapters, comma-separated (default: every available CPU adapter).")] = None,
@@ -160,15 +164,19 @@ def profile(
     json_out: JsonFlag = False,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table."""
-    from hwbench.runner import SweepRunner
-    from hwbench.store import as_dicts, read_manifest
-
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
                  concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be positive")
     if resume is not None:
+        from hwbench.store import read_manifest
+
+        given = [_FLAG_NAMES.get(k, f"--{k.replace('_', '-')}") for k, v in flags.items() if v not in (None, False, [])]
+        if config is not None:
+            given.append("--config")
+        if given:
+            raise UsageError(f"--resume completes a run as it was first requested; drop {', '.join(given)}")
         cfg = SweepConfig.from_dict(read_manifest(resume)["requested"])
         explicit = bool(cfg.adapters)
     else:
@@ -203,6 +211,9 @@ def profile(
         elif kind == "trial_done" and task is not None:
             progress.advance(task)
 
+    from hwbench.runner import SweepRunner  # imported late: bad flags fail without loading pandas and scipy
+    from hwbench.store import as_dicts
+
     runner = SweepRunner(cfg, out, on_event=on_event, resume_dir=resume, explicit_adapters=explicit)
     try:
         result = runner.run()
@@ -216,5 +227,7 @@ def profile(
             console.print(item)
         console.print(f"results: {result.run_dir}")
     if result.interrupted:
-        err_console.print(f"interrupted: completed trials are saved. Resume with:\n  hwbench profile --resume {result.run_dir}")
+        # soft_wrap and no markup: the command must survive a narrow terminal and a path with [ or spaces
+        err_console.print("interrupted: completed trials are saved. Resume with:\n"
+                          f"  hwbench profile --resume {shlex.quote(str(result.run_dir))}", soft_wrap=True, markup=False)
         sys.exit(130)
