@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--precision", default="fp32", choices=sorted(OV_PRECISION))
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--seconds", type=float, default=5.0, help="timed window of each run, both tools")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timed window of each run, both tools")
+    ap.add_argument("--rounds", type=int, default=4, help="alternating order: ABBA...")
     args = ap.parse_args(argv)
 
     spec = resolve_in_child(args.model)
