@@ -86,6 +86,7 @@ class TorchAdapter(Adapter):
         self._channels_last = False
         self._quantization: str | None = None
         self._eager_reason: str | None = None
+        self._restore_inductor: dict[str, Any] = {}  # inductor config values to put back on close()
         self._offline: dict[str, Any] = {}
 
     # -- capability queries ----------------------------------------------------
@@ -179,6 +180,7 @@ class TorchAdapter(Adapter):
         import torch._inductor.config as inductor_config
 
         for key, value in COMPILE_OPTIONS.items():
+            self._restore_inductor.setdefault(key, getattr(inductor_config, key))
             setattr(inductor_config, key, value)
         mode = self.options.extra.get("compile_mode") or None
         return torch.compile(module, dynamic=False, mode=str(mode) if mode else None)
@@ -316,6 +318,12 @@ class TorchAdapter(Adapter):
             import torch
 
             torch._dynamo.reset()
+            if self._restore_inductor:
+                import torch._inductor.config as inductor_config
+
+                for key, value in self._restore_inductor.items():
+                    setattr(inductor_config, key, value)
+                self._restore_inductor = {}
             if self.on_cuda:
                 torch.cuda.empty_cache()
         except Exception:  # noqa: BLE001 - closing must not raise
