@@ -23,6 +23,9 @@ from hwbench.modelspec import ModelSpec  # noqa: E402
 from hwbench.settings import AccuracySettings  # noqa: E402
 from hwbench.workload import make_inputs  # noqa: E402
 
+# torch.compile's own imports raise this deprecation notice; it is torch's, not the adapter's
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
 BATCH = 2
 EAGER = AdapterOptions(compile=False)
 
