@@ -231,7 +231,7 @@ class SweepRunner:
         out.parent.mkdir(exist_ok=True)
         job = {
             "kind": JOB_REFERENCE, "model_spec": spec.to_json(), "batch_sizes": sorted({t.batch_size for t in trials}),
-            "seed": self.config.accuracy.seed, "out_npz": str(out), "cache_dir": str(self._cache_dir()),
+            "seed": self.config.accuracy.seed, "min_items": self.config.accuracy.min_items, "out_npz": str(out), "cache_dir": str(self._cache_dir()),
         }
         self._emit("reference", model=spec.name)
         outcome = self._spawn(job, f"reference-{safe_name(spec.name)}")
@@ -283,6 +283,10 @@ class SweepRunner:
         self.writer = RunWriter(self.run_dir)
         idle = self._idle_power([a for a in adapters if a not in missing])
         self.writer.write_manifest(self._manifest(adapters, specs, idle, fp))
+        load1, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load1 > max(1.0, 0.5 * cores):
+            self.notes.append(f"this machine is busy (load average {load1:.1f} on {cores} CPUs): timings will be noisy and "
+                              "records may be flagged unstable; compare ratios measured in one run")
         trials = plan(self.config, adapters)
         done = self.writer.completed_trial_ids()
         todo = [t for t in trials if t.trial_id not in done]

@@ -148,7 +148,6 @@ MEASURE: dict[str, Check] = {
     "min_iters": COUNT,
     "max_iters": COUNT,
     "max_duration_s": DURATION,
-    "bootstrap_resamples": COUNT_OR_ZERO,
     "max_cv": number(0.0, 10.0, "a coefficient of variation above 0 and up to 10 (1000%)", lo_open=True),
     "min_samples_for_p99": COUNT,
 }
@@ -158,7 +157,7 @@ ACCURACY: dict[str, Check] = {
     "min_cosine": number(-1.0, 1.0, "a cosine similarity from -1 to 1"),
     "min_top1_agreement": number(0.0, 1.0, "a share from 0 to 1"),
     "max_mean_rel_err": number(0.0, 1e6, "a relative error >= 0"),
-    "batch_size": BATCH,
+    "min_items": BATCH,
     "seed": integer(0, 2**32 - 1, "an integer from 0 to 4294967295"),
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import resource
 import time
@@ -115,7 +116,7 @@ def _apply_energy(rec: TrialRecord, e: EnergyReading | None, m: Measurement, ctx
         rec.valid = False
 
 
-def accuracy_inputs(spec: ModelSpec, batch_size: int, ctx_seed: int, min_items: int = 8) -> list[dict[str, np.ndarray]]:
+def accuracy_inputs(spec: ModelSpec, batch_size: int, ctx_seed: int, min_items: int) -> list[dict[str, np.ndarray]]:
     """The same inputs for the reference and every candidate: enough batches for min_items items."""
     from hwbench.workload import make_inputs
 
@@ -130,7 +131,7 @@ def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialR
     from hwbench.accuracy import compare_outputs
 
     with np.load(ctx.reference_npz, allow_pickle=False) as ref:
-        batches = accuracy_inputs(spec, trial.batch_size, acc.seed)
+        batches = accuracy_inputs(spec, trial.batch_size, acc.seed, acc.min_items)
         reference: list[np.ndarray] = []
         candidate: list[np.ndarray] = []
         for i, inputs in enumerate(batches):
@@ -147,6 +148,11 @@ def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialR
     rec.acc_mean_rel_err = result.mean_rel_err
     rec.acc_cosine = result.cosine
     rec.acc_top1_agreement = result.top1_agreement
+    if result.reasons or result.notes:
+        settings = json.loads(rec.settings)
+        settings["accuracy"] = {"reasons": list(result.reasons), "notes": list(result.notes),
+                                "items": sum(len(next(iter(b.values()))) for b in batches)}
+        rec.settings = settings_json(settings)
 
 
 def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRecord, np.ndarray | None]:
@@ -171,6 +177,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         from hwbench.workload import make_inputs
 
         inputs = make_inputs(spec, trial.batch_size, seed=0)
+        load_before = round(os.getloadavg()[0], 2)
         t0 = time.perf_counter()
         adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
         rec.cold_start_s = time.perf_counter() - t0
@@ -201,7 +208,8 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         rec.accelerator = eff.get("accelerator")
         rec.accelerators_used = eff.get("accelerators_used")
         rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
-        rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped})
+        rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped,
+                                      "loadavg_1m_before": load_before})
         _check_accuracy(adapter, trial, spec, rec, ctx)
         rec.status = STATUS_OK
     except UnsupportedPoint as e:
@@ -221,15 +229,16 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
     return rec, samples
 
 
-def compute_reference(spec: ModelSpec, batch_sizes: list[int], seed: int, out_npz: Path, cache_dir: str) -> None:
+def compute_reference(spec: ModelSpec, batch_sizes: list[int], seed: int, out_npz: Path, cache_dir: str,
+                      min_items: int) -> None:
     """fp32 ONNX Runtime outputs on the accuracy inputs, for every batch size, saved without pickle."""
     cls = registry.load(REFERENCE_ADAPTER)
     adapter = cls(AdapterOptions(cache_dir=cache_dir))
     arrays: dict[str, Any] = {}
-    first = accuracy_inputs(spec, batch_sizes[0], seed)[0]
+    first = accuracy_inputs(spec, batch_sizes[0], seed, min_items)[0]
     adapter.prepare(spec, REFERENCE_PRECISION, batch_sizes[0], first)
     for b in batch_sizes:
-        for i, inputs in enumerate(accuracy_inputs(spec, b, seed)):
+        for i, inputs in enumerate(accuracy_inputs(spec, b, seed, min_items)):
             for j, out in enumerate(adapter.infer(inputs)):
                 arrays[f"b{b}_s{i}_o{j}"] = np.asarray(out, dtype=np.float32)
     adapter.close()

@@ -36,7 +36,7 @@ def _run(job: dict) -> int:
     if job["kind"] == JOB_REFERENCE:
         from hwbench.trial import compute_reference
 
-        compute_reference(spec, job["batch_sizes"], job["seed"], Path(job["out_npz"]), job["cache_dir"])
+        compute_reference(spec, job["batch_sizes"], job["seed"], Path(job["out_npz"]), job["cache_dir"], job["min_items"])
         return 0
 
     from hwbench.store import RunWriter

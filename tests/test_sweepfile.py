@@ -255,12 +255,12 @@ def _valid_configs(draw: st.DrawFn) -> SweepConfig:
     measure = MeasureSettings(
         warmup_s=draw(st.floats(0, 60)), warmup_min_iters=draw(st.integers(0, 1000)), min_duration_s=min_d,
         min_iters=min_i, max_iters=draw(st.integers(min_i, 10**12)), max_duration_s=draw(st.floats(min_d, 86400)),
-        bootstrap_resamples=draw(st.integers(0, 10**6)), max_cv=draw(st.floats(1e-6, 10)),
+        max_cv=draw(st.floats(1e-6, 10)),
         min_samples_for_p99=draw(st.integers(1, 10**6)),
     )
     accuracy = AccuracySettings(
         enabled=draw(st.booleans()), min_cosine=draw(st.floats(-1, 1)), min_top1_agreement=draw(st.floats(0, 1)),
-        max_mean_rel_err=draw(st.floats(0, 1e6)), batch_size=draw(st.integers(1, 65536)),
+        max_mean_rel_err=draw(st.floats(0, 1e6)), min_items=draw(st.integers(1, 65536)),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
     return SweepConfig(
