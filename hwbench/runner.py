@@ -154,7 +154,9 @@ class SweepRunner:
         on_event: Event | None = None,
         resume_dir: Path | None = None,
         explicit_adapters: bool = True,
+        retry_errors: bool = False,
     ) -> None:
+        self.retry_errors = retry_errors
         self.config = config
         self.on_event = on_event or (lambda kind, data: None)
         self.explicit_adapters = explicit_adapters
@@ -288,7 +290,7 @@ class SweepRunner:
             self.notes.append(f"this machine is busy (load average {load1:.1f} on {cores} CPUs): timings will be noisy and "
                               "records may be flagged unstable; compare ratios measured in one run")
         trials = plan(self.config, adapters)
-        done = self.writer.completed_trial_ids()
+        done = self.writer.completed_trial_ids(include_errors=not self.retry_errors)
         todo = [t for t in trials if t.trial_id not in done]
         self._emit("start", total=len(trials), todo=len(todo), run_dir=str(self.run_dir), notes=list(self.notes))
         references = {name: self._reference(spec, [t for t in todo if t.model == name]) for name, spec in specs.items()}

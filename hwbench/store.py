@@ -118,8 +118,14 @@ class RunWriter:
         _atomic_write_table(lat, self.run_dir / "latencies" / name)
         _atomic_write_table(records_table([record]), self.run_dir / "records" / name)
 
-    def completed_trial_ids(self) -> set[str]:
-        return set(load_run_records(self.run_dir)["trial_id"]) if has_records(self.run_dir) else set()
+    def completed_trial_ids(self, include_errors: bool = True) -> set[str]:
+        """Trials with a saved record; with include_errors=False, those that ended in error don't count."""
+        if not has_records(self.run_dir):
+            return set()
+        df = load_run_records(self.run_dir)
+        if not include_errors:
+            df = df[df["status"] != "error"]
+        return set(df["trial_id"])
 
     def compact(self) -> None:
         """Merge fragments into records.parquet / latencies.parquet, then remove the fragments.

@@ -195,6 +195,23 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path, cache_dir: Path, popen: l
     FIGURES["faults_survived"] += 1
 
 
+def test_resume_retry_errors_reruns_only_failed_trials(tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "runs"
+    first = subprocess.run(_profile_args(out, "1,2", 60), env=_env(cache_dir, "raise@2"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = next(out.iterdir())
+    before = load_records([out]).set_index("trial_id")
+    assert sorted(before["status"]) == ["error", "ok"]
+    ok_id = before.index[before["status"] == "ok"][0]
+    again = subprocess.run([sys.executable, "-m", "hwbench", "profile", "--resume", str(run_dir), "--retry-errors"],
+                           env=_env(cache_dir, ""), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = load_records([out]).set_index("trial_id")
+    assert len(after) == 2 and set(after["status"]) == {"ok"}
+    assert after.loc[ok_id, "started_at"] == before.loc[ok_id, "started_at"]  # the good trial was not redone
+
+
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, cache_dir: Path,
                                                  popen: list[subprocess.Popen]) -> None:
     """Kill the CLI at seeded random moments (start-up, a trial, a write), resume each time, finish."""

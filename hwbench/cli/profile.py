@@ -161,6 +161,7 @@ def profile(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds before a trial's worker is killed (default 900).")] = None,
     tdp_w: Annotated[Optional[float], typer.Option("--tdp-w", help="Processor TDP in watts for the estimate-tdp power meter.")] = None,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the drift check against the fp32 reference.")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume: run again the trials that ended in error.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table."""
@@ -214,7 +215,10 @@ def profile(
     from hwbench.runner import SweepRunner  # imported late: bad flags fail without loading pandas and scipy
     from hwbench.store import as_dicts
 
-    runner = SweepRunner(cfg, out, on_event=on_event, resume_dir=resume, explicit_adapters=explicit)
+    if retry_errors and resume is None:
+        raise UsageError("--retry-errors goes with --resume RUN_DIR")
+    runner = SweepRunner(cfg, out, on_event=on_event, resume_dir=resume, explicit_adapters=explicit,
+                         retry_errors=retry_errors)
     try:
         result = runner.run()
     finally:
