@@ -106,8 +106,8 @@ def _call_problem(method: str, fn: Any) -> str | None:
     return None
 
 
-def counter_problem(cuda_index: int = 0) -> str | None:
-    """Why 'nvml-counter' cannot measure GPU `cuda_index`, or None when it can."""
+def _device_problem(cuda_index: int, method: str, read: Any) -> str | None:
+    """Why NVML cannot give `method` for GPU `cuda_index` (read(dev) is tried once), or None."""
     problem = nvml_problem(0)
     if problem:
         return problem
@@ -116,24 +116,19 @@ def counter_problem(cuda_index: int = 0) -> str | None:
     except Exception as e:  # noqa: BLE001
         return f"NVML cannot open CUDA device {cuda_index}: {type(e).__name__}: {e}"
     try:
-        return _call_problem("nvmlDeviceGetTotalEnergyConsumption (Volta and newer)", dev.energy_mj)
+        return _call_problem(method, lambda: read(dev))
     finally:
         dev.close()
+
+
+def counter_problem(cuda_index: int = 0) -> str | None:
+    """Why 'nvml-counter' cannot measure GPU `cuda_index`, or None when it can."""
+    return _device_problem(cuda_index, "nvmlDeviceGetTotalEnergyConsumption (Volta and newer)", lambda d: d.energy_mj())
 
 
 def sampled_problem(cuda_index: int = 0) -> str | None:
     """Why 'nvml-sampled' cannot measure GPU `cuda_index`, or None when it can."""
-    problem = nvml_problem(0)
-    if problem:
-        return problem
-    try:
-        dev = _NvmlDevice(cuda_index)
-    except Exception as e:  # noqa: BLE001
-        return f"NVML cannot open CUDA device {cuda_index}: {type(e).__name__}: {e}"
-    try:
-        return _call_problem("nvmlDeviceGetPowerUsage", dev.power_w)
-    finally:
-        dev.close()
+    return _device_problem(cuda_index, "nvmlDeviceGetPowerUsage", lambda d: d.power_w())
 
 
 # -- meters ---------------------------------------------------------------------------------------
