@@ -49,7 +49,7 @@ POINT_FIELDS = (
     "model", "model_sha256", "hardware", "instance_type", "device", "accelerator", "accelerators_used", "adapter",
     "precision", "precision_effective", "batch_size", "scenario", "concurrency", "latency_p50_ms", "latency_p99_ms",
     "throughput_sps", "price_usd_per_hour", "price_share", "price_basis", "price_as_of", "price_source",
-    "cost_usd_per_1m", "energy_j_per_inference", "energy_estimated", "on_frontier",
+    "cost_usd_per_1m", "energy_j_per_inference", "items_per_j", "energy_estimated", "on_frontier",
 )
 REQUIRED_POINT_FIELDS = ("model", "hardware", "batch_size", "latency_p99_ms", "throughput_sps",
                          "price_usd_per_hour", "cost_usd_per_1m")

@@ -299,6 +299,8 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
     energy = pd.to_numeric(points["energy_j_per_inference"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     points = points.assign(
         energy_estimated=points["power_method"].to_numpy(dtype=object) == ESTIMATED_POWER,
+        # perf per watt: (items/s) / W = items per joule
+        items_per_j=np.divide(1.0, energy, out=np.full_like(energy, np.nan), where=energy > 0),
         energy_usd_per_1m=energy_usd_per_1m(energy, catalog.electricity.usd_per_kwh) if catalog.electricity else np.nan,
     )
     notes.extend(_precision_notes(points))

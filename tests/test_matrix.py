@@ -172,3 +172,14 @@ def test_model_filter_and_empty_input() -> None:
         build_matrix(df, load_builtin(), models=["gpt"])
     with pytest.raises(ResultsError, match="no trial records"):
         build_matrix(df.iloc[0:0], load_builtin())
+
+
+def test_perf_per_watt_is_items_per_joule() -> None:
+    df = frame(rec(energy_j_per_inference=0.25, power_method="rapl", avg_power_w=25.0),
+               rec(batch_size=8, energy_j_per_inference=0.5, power_method="estimate-tdp"),
+               rec(batch_size=4))
+    points = build_matrix(df, load_builtin()).points
+    assert one(points, batch_size=1).items_per_j == pytest.approx(4.0)  # 100 items/s at 25 W
+    est = one(points, batch_size=8)
+    assert est.items_per_j == pytest.approx(2.0) and bool(est.energy_estimated)
+    assert pd.isna(one(points, batch_size=4).items_per_j)

@@ -60,7 +60,8 @@ def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -
     table = Table(title=escape(f"{model}: frontier on {basis} (★)"), title_justify="left")
     for name, justify in [("", "left"), ("hardware", "left"), ("adapter", "left"), ("precision", "left"),
                           ("batch", "right"), ("scenario", "left"), ("p50 ms", "right"), ("p99 ms", "right"),
-                          ("items/s", "right"), ("$/hour", "right"), ("$/1M", "right"), ("J/inf", "right")]:
+                          ("items/s", "right"), ("$/hour", "right"), ("$/1M", "right"), ("J/inf", "right"),
+                          ("items/s/W", "right")]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     if matrix.electricity is not None:
         table.add_column("energy $/1M", justify="right")
@@ -68,7 +69,8 @@ def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -
         share = "" if r.price_share in ("1/1", None) or _missing(r.price_usd_per_hour) else f" ({r.price_share})"
         cells = ["★" if r.on_frontier else "", escape(str(r.hardware)), escape(str(r.adapter)), _precision(r),
                  str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _num(r.latency_p99_ms), _rate(r.throughput_sps),
-                 _num(r.price_usd_per_hour, "{:.4g}") + share, _num(r.cost_usd_per_1m), _energy(r)]
+                 _num(r.price_usd_per_hour, "{:.4g}") + share, _num(r.cost_usd_per_1m), _energy(r),
+                 _num(r.items_per_j) + (" (est.)" if r.energy_estimated and not _missing(r.items_per_j) else "")]
         if matrix.electricity is not None:
             cells.append(_num(r.energy_usd_per_1m))
         table.add_row(*cells, style=FRONTIER_STYLE if r.on_frontier else None)
