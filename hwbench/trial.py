@@ -184,7 +184,9 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         meter = _meter(adapter, ctx)
         try:
             if trial.scenario == "offline":
-                runner = adapter.open_concurrent(cfg.concurrency)
+                t0 = time.perf_counter()
+                runner = adapter.open_concurrent(cfg.concurrency)  # may compile for throughput: cold start too
+                rec.cold_start_s += time.perf_counter() - t0
                 try:
                     m = measure_offline(runner, cfg.measure, meter=meter)
                 finally:
