@@ -78,6 +78,8 @@ def results(tmp_path: Path) -> Path:
     """A results folder holding one valid run (the golden schema-v1 fixture)."""
     folder = tmp_path / "results"
     shutil.copytree(GOLDEN_RUN, folder / "run1")
+    for sub in ("records", "latencies"):  # a compacted run: git keeps no empty fragment folders
+        (folder / "run1" / sub).mkdir(exist_ok=True)
     assert len(load_records([folder])) == 2
     return folder
 
