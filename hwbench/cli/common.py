@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _width(stream: Any) -> int | None:
+    """A terminal's own width; 160 columns (or $COLUMNS) when writing to a file or a pipe, so logs
+    of `make demo` and CI keep whole table rows instead of 80-column folds."""
+    if stream.isatty():
+        return None
+    try:
+        return max(80, int(os.environ.get("COLUMNS", "160")))
+    except ValueError:
+        return 160
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 
