@@ -285,10 +285,12 @@ class SweepRunner:
         self.writer = RunWriter(self.run_dir)
         idle = self._idle_power([a for a in adapters if a not in missing])
         self.writer.write_manifest(self._manifest(adapters, specs, idle, fp))
-        load1, cores = os.getloadavg()[0], os.cpu_count() or 1
-        if load1 > max(1.0, 0.5 * cores):
-            self.notes.append(f"this machine is busy (load average {load1:.1f} on {cores} CPUs): timings will be noisy and "
-                              "records may be flagged unstable; compare ratios measured in one run")
+        import psutil
+
+        busy = psutil.cpu_percent(interval=0.5)  # other processes, now (the load average lags by minutes)
+        if busy > 25.0:
+            self.notes.append(f"this machine is busy ({busy:.0f}% of {os.cpu_count()} CPUs in use before the sweep): "
+                              "timings will be noisy and records may be flagged unstable; compare ratios measured in one run")
         trials = plan(self.config, adapters)
         done = self.writer.completed_trial_ids(include_errors=not self.retry_errors)
         todo = [t for t in trials if t.trial_id not in done]
