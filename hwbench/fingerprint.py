@@ -76,11 +76,9 @@ def git_revision() -> str | None:
 
 
 def accelerators() -> list[dict[str, Any]]:
-    """GPUs and Neuron devices, when the optional listing module finds any."""
-    try:
-        from hwbench import gpu_info
-    except ImportError:
-        return []
+    """GPUs (NVML) and Neuron devices (neuron-ls), when there are any."""
+    from hwbench import gpu_info
+
     try:
         return list(gpu_info.list_accelerators())
     except Exception:  # noqa: BLE001 - a broken driver must not break the fingerprint

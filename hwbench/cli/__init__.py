@@ -35,19 +35,14 @@ def _root(
 
 
 def _register() -> None:
-    from hwbench.cli import devices, models, profile
+    from hwbench.cli import compare, devices, frontier, models, prices, profile
 
     app.command("devices")(devices.devices)
     app.command("models")(models.models)
     app.command("profile")(profile.profile)
-    try:  # analysis commands (issue 3) register themselves when present
-        from hwbench.cli import compare, frontier, prices
-
-        app.command("frontier")(frontier.frontier)
-        app.command("prices")(prices.prices)
-        app.command("compare")(compare.compare)
-    except ImportError:
-        pass
+    app.command("frontier")(frontier.frontier)
+    app.command("prices")(prices.prices)
+    app.command("compare")(compare.compare)
 
 
 _register()
