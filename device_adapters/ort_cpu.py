@@ -180,10 +180,20 @@ class OrtCpuAdapter(Adapter):
 
     def open_concurrent(self, concurrency: int) -> ConcurrentRunner:
         """Concurrent requests on one session: ONNX Runtime's `run` is thread-safe and releases
-        the GIL. Each slot has its own IO binding over its own copy of the inputs."""
+        the GIL. Each slot has its own IO binding over its own copy of the inputs. Unless threads
+        were set, the cores are split between the requests (n requests x all cores each would
+        oversubscribe the CPU), in a session of its own."""
+        import onnxruntime as ort
+
         n = concurrency or 2
-        bindings = [self._bind(self._session, {k: v.copy() for k, v in self._inputs.items()}) for _ in range(n)]
         session = self._session
+        if self.options.threads <= 0 and n > 1:
+            so = self._session_options()
+            so.intra_op_num_threads = max(1, (os.cpu_count() or 1) // n)
+            session = ort.InferenceSession(str(self._path), sess_options=so, providers=["CPUExecutionProvider"])
+        self._offline = {"offline_concurrency": n,
+                         "offline_intra_op_num_threads": session.get_session_options().intra_op_num_threads}
+        bindings = [self._bind(session, {k: v.copy() for k, v in self._inputs.items()}) for _ in range(n)]
         return ThreadedRunner(lambda slot: session.run_with_iobinding(bindings[slot]), n)
 
     def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -204,6 +214,7 @@ class OrtCpuAdapter(Adapter):
         }
         if self._precision == "int8":
             settings["quantization"] = self._int8_method(self._model)
+        settings.update(getattr(self, "_offline", {}))
         if self._precision == "fp16":
             settings["conversion"] = "onnxruntime.transformers.float16, fp32 inputs/outputs kept"
         return settings

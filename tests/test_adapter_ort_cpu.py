@@ -90,3 +90,16 @@ def test_offline_runner_completes_each_tag_once(tiny_models: dict[str, ModelSpec
     done += runner.drain()
     runner.close()
     assert sorted(done) == list(range(10))
+
+
+def test_offline_splits_the_cores_between_requests(tiny_models: dict[str, ModelSpec], tmp_path: Path) -> None:
+    spec = tiny_models["mlp-tiny"]
+    adapter = OrtCpuAdapter(AdapterOptions(cache_dir=str(tmp_path)))
+    adapter.prepare(spec, "fp32", 1, make_inputs(spec, 1))
+    runner = adapter.open_concurrent(2)
+    runner.submit(0)
+    assert runner.drain() == [0]
+    runner.close()
+    eff = adapter.effective()
+    assert eff["offline_concurrency"] == 2
+    assert eff["offline_intra_op_num_threads"] == max(1, (os.cpu_count() or 1) // 2)
