@@ -13,6 +13,9 @@ class ThreadedRunner:
 
     submit() never blocks for long: the profiler submits only when a slot is free.
     wait() blocks on a queue (no busy loop) until at least one batch finished.
+    With one request in flight no thread is needed: submit() runs the batch in the caller's
+    thread (measured here: torch CPU kernels called from a second Python thread ran 1.7x
+    slower than from the main thread, ResNet-50 bf16 eager, 58 vs 34 ms).
     """
 
     def __init__(self, run_slot: Callable[[int], None], concurrency: int) -> None:
@@ -21,7 +24,9 @@ class ThreadedRunner:
         self._todo: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[tuple[int, BaseException | None]] = queue.SimpleQueue()
         self._pending = 0
-        self._threads = [threading.Thread(target=self._loop, args=(slot,), daemon=True) for slot in range(concurrency)]
+        self._inline = concurrency == 1
+        self._threads = [] if self._inline else [
+            threading.Thread(target=self._loop, args=(slot,), daemon=True) for slot in range(concurrency)]
         for t in self._threads:
             t.start()
 
@@ -38,6 +43,10 @@ class ThreadedRunner:
 
     def submit(self, tag: int) -> None:
         self._pending += 1
+        if self._inline:
+            self._run_slot(0)
+            self._done.put((tag, None))
+            return
         self._todo.put(tag)
 
     def _take(self, block: bool) -> list[int]:

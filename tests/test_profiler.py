@@ -99,3 +99,14 @@ def test_offline_completes_every_tag_once() -> None:
     assert m.completed == len(m.samples_ns) >= 300
     assert np.all(m.samples_ns > 0)
     assert len(seen) == m.completed + m.warmup_iters
+
+
+def test_one_request_in_flight_runs_in_the_callers_thread() -> None:
+    import threading
+
+    seen: list[int] = []
+    runner = ThreadedRunner(lambda slot: seen.append(threading.get_ident()), concurrency=1)
+    m = measure_offline(runner, MeasureSettings(warmup_s=0.0, warmup_min_iters=2, min_duration_s=0.0, min_iters=50))
+    runner.close()
+    assert m.concurrency == 1 and m.completed >= 50
+    assert set(seen) == {threading.get_ident()}
