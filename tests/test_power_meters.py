@@ -288,3 +288,31 @@ def test_nvml_meters_on_a_real_gpu() -> None:
         meter.close()
         assert reading is not None and reading.energy_j > 0 and not reading.estimated
         assert 5.0 < (reading.avg_power_w or 0) < 2000.0  # an idle-to-busy board, not a unit slip
+
+
+def test_nvml_sampled_meter_integrates_a_fake_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampling thread and trapezoid integration, with a device that always draws 100 W."""
+    import time
+
+    class FakeDevice:
+        name, compute_capability = "Fake GPU", (9, 0)
+
+        def __init__(self, cuda_index: int = 0) -> None:
+            self.closed = False
+
+        def power_w(self) -> float:
+            return 100.0
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(nvml, "_NvmlDevice", FakeDevice)
+    meter = nvml.NvmlSampledMeter(0, sample_period_s=0.01)
+    meter.begin()
+    time.sleep(0.3)
+    reading = meter.end()
+    meter.close()
+    assert reading is not None and reading.method == "nvml-sampled" and not reading.estimated
+    assert reading.duration_s >= 0.29
+    assert reading.energy_j == pytest.approx(100.0 * reading.duration_s, rel=1e-9)
+    assert meter.end() is None  # no window open

@@ -7,7 +7,9 @@ never averaged together with measurements (hwbench.analysis keeps them apart).
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -26,6 +28,46 @@ class EnergyReading:
     @property
     def avg_power_w(self) -> float | None:
         return self.energy_j / self.duration_s if self.duration_s > 0 else None
+
+
+def window_too_short(duration_s: float, period_ms: float | None) -> bool:
+    """A window shorter than ten update periods says little about energy."""
+    return period_ms is not None and duration_s < 10 * period_ms / 1000.0
+
+
+class PeriodicSampler:
+    """Calls `sample()` every `period_s` in a background thread until stopped (Event.wait: no busy loop).
+
+    Used by meters that must read a counter often (RAPL wraparound guard) or sample power (NVML).
+    """
+
+    def __init__(self, sample: Callable[[], None], period_s: float, name: str) -> None:
+        self._sample = sample
+        self._period_s = period_s
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        self.stop()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._period_s):
+            self._sample()
+
+    def stop(self) -> None:
+        """Stop and join: no sample lands after this returns."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 class PowerMeter(ABC):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from hwbench.power.base import EnergyReading, PowerMeter
+from hwbench.power.base import EnergyReading, PowerMeter, window_too_short
 
 
 @dataclass(frozen=True)
@@ -187,5 +187,5 @@ class EstimateTdpMeter(PowerMeter):
                 f"ESTIMATE: TDP {b.tdp_w:g} W ({b.source}) x share {b.share:.4g} "
                 f"x whole-machine CPU utilisation {util:.3f}"
             ),
-            too_short=duration < 10 * tick_period_ms() / 1000.0,
+            too_short=window_too_short(duration, tick_period_ms()),
         )

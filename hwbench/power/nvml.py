@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hwbench.gpu_info import nvml_problem
-from hwbench.power.base import EnergyReading, PowerMeter
+from hwbench.power.base import EnergyReading, PeriodicSampler, PowerMeter, window_too_short
 from hwbench.power.rapl import counter_delta, poll_update_period_ms
 
 SAMPLE_PERIOD_S = 0.1  # nvml-sampled: one power reading every 100 ms
@@ -174,7 +174,7 @@ class NvmlCounterMeter(PowerMeter):
             period_ms=period,
             estimated=False,
             note=f"NVML total-energy counter, {self._dev.name} (whole board)",
-            too_short=period is not None and duration < 10 * period / 1000.0,
+            too_short=window_too_short(duration, period),
         )
 
     def close(self) -> None:
@@ -193,8 +193,7 @@ class NvmlSampledMeter(PowerMeter):
         self._times: list[float] = []
         self._watts: list[float] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampler = PeriodicSampler(self._sample, sample_period_s, "hwbench-nvml-sampler")
 
     @property
     def period_ms(self) -> float | None:
@@ -208,23 +207,17 @@ class NvmlSampledMeter(PowerMeter):
             self._times.append(time.perf_counter())
             self._watts.append(w)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._sample_period_s):
-            self._sample()
-
     def begin(self) -> None:
-        self._stop_thread()
+        self._sampler.stop()
         with self._lock:
             self._times, self._watts = [], []
         self._sample()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="hwbench-nvml-sampler", daemon=True)
-        self._thread.start()
+        self._sampler.start()
 
     def end(self) -> EnergyReading | None:
-        if self._thread is None:
+        if not self._sampler.running:
             return None
-        self._stop_thread()
+        self._sampler.stop()
         self._sample()
         with self._lock:
             times, watts = list(self._times), list(self._watts)
@@ -239,15 +232,9 @@ class NvmlSampledMeter(PowerMeter):
             period_ms=period,
             estimated=False,
             note=f"NVML power sampled every {self._sample_period_s * 1000:.0f} ms, {self._dev.name}{averaged}",
-            too_short=period is not None and duration < 10 * period / 1000.0,
+            too_short=window_too_short(duration, period),
         )
 
-    def _stop_thread(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
     def close(self) -> None:
-        self._stop_thread()
+        self._sampler.stop()
         self._dev.close()

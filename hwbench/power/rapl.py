@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwbench.power.base import EnergyReading, PowerMeter
+from hwbench.power.base import EnergyReading, PeriodicSampler, PowerMeter, window_too_short
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 WRAP_GUARD_S = 10.0  # sample at least this often so that no counter wraps twice unseen
@@ -147,11 +147,9 @@ class RaplMeter(PowerMeter):
         self.domains = list(domains) if domains is not None else discover_domains()
         if not self.domains:
             raise ValueError("no RAPL domain to read")
-        self._guard_s = guard_s
         self._samples: list[list[int]] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampler = PeriodicSampler(self._sample, guard_s, "hwbench-rapl-guard")
         self._t0 = 0.0
         self._period_ms: float | None = None
         self._period_measured = False
@@ -169,24 +167,18 @@ class RaplMeter(PowerMeter):
         with self._lock:
             self._samples.append(row)
 
-    def _guard(self) -> None:
-        while not self._stop.wait(self._guard_s):
-            self._sample()
-
     def begin(self) -> None:
         _ = self.period_ms
-        self._stop_thread()
+        self._sampler.stop()
         self._samples = []
         self._t0 = time.perf_counter()
         self._sample()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._guard, name="hwbench-rapl-guard", daemon=True)
-        self._thread.start()
+        self._sampler.start()
 
     def end(self) -> EnergyReading | None:
         if not self._samples:
             return None
-        self._stop_thread()  # first, so that no guard sample lands after the closing one
+        self._sampler.stop()  # first, so that no guard sample lands after the closing one
         self._sample()
         duration = time.perf_counter() - self._t0
         with self._lock:
@@ -202,14 +194,8 @@ class RaplMeter(PowerMeter):
             period_ms=period,
             estimated=False,
             note="RAPL " + "+".join(d.name for d in self.domains) + " (whole machine)",
-            too_short=period is not None and duration < 10 * period / 1000.0,
+            too_short=window_too_short(duration, period),
         )
 
-    def _stop_thread(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
     def close(self) -> None:
-        self._stop_thread()
+        self._sampler.stop()
