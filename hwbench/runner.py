@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from hwbench import __version__, registry
+from hwbench.adapter import Probe
 from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.fingerprint import host_fingerprint
 from hwbench.modelspec import ModelSpec
@@ -168,6 +169,13 @@ class SweepRunner:
             self.run_dir = Path(out_dir) / self.run_id
             ensure_writable(Path(out_dir))  # fail fast, before any model is exported
         self.notes: list[str] = []
+        self._probes: dict[str, Probe] = {}
+
+    def _probe(self, name: str) -> Probe:
+        """Each adapter is probed once per sweep (a probe may import a runtime or open a device)."""
+        if name not in self._probes:
+            self._probes[name] = registry.probe(name)
+        return self._probes[name]
 
     def _emit(self, kind: str, **data: Any) -> None:
         self.on_event(kind, data)
@@ -178,7 +186,7 @@ class SweepRunner:
         names = list(self.config.adapters) or list(registry.CPU_DEFAULTS)
         run, missing = [], {}
         for name in names:
-            probe = registry.probe(name)
+            probe = self._probe(name)
             if probe.available:
                 run.append(name)
             elif self.explicit_adapters and self.config.adapters:
@@ -205,7 +213,8 @@ class SweepRunner:
         return default_cache_dir()
 
     def _idle_power(self, adapters: list[str]) -> dict[str, tuple[float | None, str | None]]:
-        kinds = {registry.load(a).device_kind for a in adapters if registry.probe(a).available}
+        """Idle power per device kind of the available `adapters`."""
+        kinds = {registry.load(a).device_kind for a in adapters}
         out: dict[str, tuple[float | None, str | None]] = {}
         if self.config.idle_power_s <= 0:
             return out
@@ -224,7 +233,7 @@ class SweepRunner:
     def _reference(self, spec: ModelSpec, trials: list[Trial]) -> str | None:
         if not self.config.accuracy.enabled or not any(not t.is_reference() for t in trials):
             return None
-        if not registry.probe(REFERENCE_ADAPTER).available:
+        if not self._probe(REFERENCE_ADAPTER).available:
             self.notes.append("accuracy not checked: the fp32 reference needs onnxruntime")
             return None
         out = self.run_dir / "reference" / f"{safe_name(spec.name)}-{spec.sha256[:16]}.npz"
@@ -263,7 +272,7 @@ class SweepRunner:
             "instance_type": self.config.instance_type,
             "host": fp,
             "requested": self.config.to_dict(),
-            "adapters": {a: {"probe": registry.probe(a).__dict__, "source": registry.info(a).source} for a in adapters},
+            "adapters": {a: {"probe": self._probe(a).__dict__, "source": registry.info(a).source} for a in adapters},
             "models": {
                 n: {"sha256": s.sha256, "onnx_path": str(s.onnx_path), "family": s.family, "task": s.task, "dims": s.dims,
                     "input_shapes": {str(b): s.input_shapes(b) for b in self.config.batch_sizes}}
@@ -323,10 +332,10 @@ class SweepRunner:
 
     def _run_one(self, trial: Trial, spec: ModelSpec, missing: dict[str, str], references: dict[str, str | None],
                  idle: dict[str, Any], fp: dict[str, Any]) -> TrialRecord:
-        ctx_stub = TrialContext(run_id=self.run_id, config=self.config, cpu_model=fp["cpu_model"],
+        if trial.adapter in missing:  # its module may not even import: no context from it
+            stub = TrialContext(run_id=self.run_id, config=self.config, cpu_model=fp["cpu_model"],
                                 hostname=fp["hostname"], cache_dir=str(self._cache_dir()))
-        if trial.adapter in missing:
-            rec = base_record(trial, spec, ctx_stub)
+            rec = base_record(trial, spec, stub)
             rec.status, rec.error = STATUS_UNSUPPORTED, missing[trial.adapter]
             self.writer.write_trial(rec)
             return rec
@@ -342,7 +351,7 @@ class SweepRunner:
             if outcome.cause is not None:
                 self.notes.append(f"{trial.trial_id}: the worker failed after saving its result ({outcome.cause}); result kept")
             return done
-        rec = base_record(trial, spec, ctx_stub)
+        rec = base_record(trial, spec, ctx)
         rec.status, rec.valid = STATUS_ERROR, False
         cause = outcome.cause or "worker finished without writing a record"
         rec.error = f"{cause}; last output: {outcome.stderr_tail}" if outcome.stderr_tail else cause
