@@ -116,6 +116,11 @@ def _apply_energy(rec: TrialRecord, e: EnergyReading | None, m: Measurement, ctx
         rec.valid = False
 
 
+def reference_key(batch_size: int, input_index: int, output_index: int) -> str:
+    """The .npz key of one reference output: shared by the reference job and every candidate."""
+    return f"b{batch_size}_s{input_index}_o{output_index}"
+
+
 def accuracy_inputs(spec: ModelSpec, batch_size: int, ctx_seed: int, min_items: int) -> list[dict[str, np.ndarray]]:
     """The same inputs for the reference and every candidate: enough batches for min_items items."""
     from hwbench.workload import make_inputs
@@ -137,7 +142,7 @@ def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialR
         for i, inputs in enumerate(batches):
             outs = adapter.infer(inputs)
             for j, out in enumerate(outs):
-                key = f"b{trial.batch_size}_s{i}_o{j}"
+                key = reference_key(trial.batch_size, i, j)
                 if key not in ref:
                     return  # no reference at this batch size: accuracy not checked
                 reference.append(ref[key])
@@ -242,7 +247,7 @@ def compute_reference(spec: ModelSpec, batch_sizes: list[int], seed: int, out_np
     for b in batch_sizes:
         for i, inputs in enumerate(accuracy_inputs(spec, b, seed, min_items)):
             for j, out in enumerate(adapter.infer(inputs)):
-                arrays[f"b{b}_s{i}_o{j}"] = np.asarray(out, dtype=np.float32)
+                arrays[reference_key(b, i, j)] = np.asarray(out, dtype=np.float32)
     adapter.close()
     tmp = out_npz.with_name(f".{out_npz.name}.tmp.npz")
     np.savez(tmp, **arrays)
