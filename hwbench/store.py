@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -59,24 +59,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write_table(table: pa.Table, target: Path) -> None:
+def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write to a temporary name, fsync, rename into place, fsync the folder: whole or absent."""
     tmp = target.with_name(f".{target.name}.tmp")
     with open(tmp, "wb") as fh:
-        pq.write_table(table, fh)
+        write(fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
     _fsync_dir(target.parent)
+
+
+def _atomic_write_table(table: pa.Table, target: Path) -> None:
+    _atomic_write(target, lambda fh: pq.write_table(table, fh))
 
 
 def atomic_write_text(target: Path, text: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    _atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def ensure_writable(folder: Path) -> None:
