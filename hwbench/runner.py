@@ -30,7 +30,7 @@ from hwbench.adapter import Probe
 from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.fingerprint import host_fingerprint
 from hwbench.modelspec import ModelSpec
-from hwbench.schema import STATUS_ERROR, STATUS_UNSUPPORTED
+from hwbench.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_UNSUPPORTED
 from hwbench.settings import SweepConfig
 from hwbench.schema import TrialRecord
 from hwbench.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
@@ -268,7 +268,7 @@ class SweepRunner:
             "run_id": self.run_id,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "hwbench_version": __version__,
-            "schema_version": 1,
+            "schema_version": SCHEMA_VERSION,
             "instance_type": self.config.instance_type,
             "host": fp,
             "requested": self.config.to_dict(),

@@ -3,6 +3,13 @@
 History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/):
   1  (hwbench 0.1.0) first release: trial records with latency statistics, cold start,
      memory, scenario, effective precision, accuracy drift and energy columns.
+  2  (hwbench 0.2.0) portability and rigour: precision_native / precision_note (native or
+     emulated on this ISA), stop_reason, unresolved_percentiles and the p50 interval's
+     relative half-width (the stopping rule), the host's activity during the timed window
+     (cpu_steal_pct, other_cpu_pct), warnings (flags that do not invalidate), processes and
+     process_p50_spread (repeats in fresh workers), and how the run is priced
+     (instance_type_source, price_usd_per_hour, price_note). Version-1 files are migrated on
+     read (MIGRATIONS below): the new columns come back empty, processes as 1.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_VERSION_KEY = b"hwbench.schema_version"
 
 STATUS_OK = "ok"
@@ -82,6 +89,20 @@ class TrialRecord:
     settings: str = "{}"  # JSON: effective adapter settings (threads, graph opt level, compile mode...)
     started_at: str = ""  # ISO 8601 UTC
     hwbench_version: str = ""
+    # -- added in schema 2 ---------------------------------------------------------------
+    precision_native: bool | None = None  # True: the ISA/device runs it natively; False: emulated or upcast
+    precision_note: str | None = None  # why, e.g. "bf16 emulated: no avx512_bf16, amx_bf16 or avx_ne_convert"
+    stop_reason: str | None = None  # why the timed loop stopped: see hwbench.profiler.STOP_REASONS
+    unresolved_percentiles: list[str] = field(default_factory=list)  # e.g. ["p99", "p99.9"]: interval open
+    latency_p50_ci_rel_halfwidth: float | None = None  # (ci_high - ci_low) / 2 / p50
+    cpu_steal_pct: float | None = None  # CPU time stolen by the hypervisor in the window, % of all CPU time
+    other_cpu_pct: float | None = None  # other processes' CPU use in the window, % of all CPUs
+    warnings: list[str] = field(default_factory=list)  # worth a look but not invalidating (noisy host...)
+    processes: int = 1  # fresh worker processes whose samples are pooled in this record
+    process_p50_spread: float | None = None  # (max - min) / median of the per-process p50s
+    instance_type_source: str | None = None  # "given", "detected: DMI product name", "assumed: ..."
+    price_usd_per_hour: float | None = None  # a price given for this machine (--usd-per-hour)
+    price_note: str | None = None  # where that price comes from
     schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:
@@ -115,6 +136,27 @@ LATENCY_SCHEMA = pa.schema(
 )
 
 RECORD_COLUMNS = tuple(RECORD_SCHEMA.names)
+
+# Columns added by each version, with the value an older file gets for them.
+MIGRATIONS: dict[int, dict[str, Any]] = {
+    2: {
+        "precision_native": None, "precision_note": None, "stop_reason": None, "unresolved_percentiles": [],
+        "latency_p50_ci_rel_halfwidth": None, "cpu_steal_pct": None, "other_cpu_pct": None, "warnings": [],
+        "processes": 1, "process_p50_spread": None, "instance_type_source": None, "price_usd_per_hour": None,
+        "price_note": None,
+    },
+}
+
+
+def migrate_records(table: pa.Table, version: int) -> pa.Table:
+    """A records table of schema `version` brought to SCHEMA_VERSION: added columns get their defaults."""
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        for name, default in MIGRATIONS.get(v, {}).items():
+            if name in table.column_names:
+                continue
+            typ = RECORD_SCHEMA.field(name).type
+            table = table.append_column(pa.field(name, typ), pa.array([default] * table.num_rows, type=typ))
+    return table  # schema_version keeps the version the row was written under
 
 
 def records_table(records: list[TrialRecord]) -> pa.Table:

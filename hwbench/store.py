@@ -32,6 +32,7 @@ from hwbench.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     TrialRecord,
+    migrate_records,
     record_from_row,
     records_table,
 )
@@ -142,7 +143,7 @@ class RunWriter:
                 frag.unlink()
 
 
-def _check_version(path: Path, meta: dict[bytes, bytes] | None) -> None:
+def _check_version(path: Path, meta: dict[bytes, bytes] | None) -> int:
     if not meta or SCHEMA_VERSION_KEY not in meta:
         raise ResultsError(f"{path} is not an hwbench results file (no schema version in its metadata)")
     try:
@@ -153,19 +154,22 @@ def _check_version(path: Path, meta: dict[bytes, bytes] | None) -> None:
         raise ResultsError(
             f"{path} was written by a newer hwbench (schema {v}, this one reads up to {SCHEMA_VERSION}); upgrade hwbench"
         )
+    return v
 
 
 def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
     try:
         pf = pq.ParquetFile(path)
-        _check_version(path, pf.schema_arrow.metadata)
+        version = _check_version(path, pf.schema_arrow.metadata)
         table = pf.read()
+        if version < SCHEMA_VERSION and schema is RECORD_SCHEMA:
+            table = migrate_records(table, version)
     except ResultsError:
         raise
     except (OSError, pa.ArrowException, ValueError) as e:
         raise ResultsError(f"{path} is truncated or not a Parquet file ({type(e).__name__}: {e})") from e
     missing = [n for n in schema.names if n not in table.column_names]
-    if missing:  # an older schema would be migrated here; version 1 is the first
+    if missing:
         raise ResultsError(f"{path} lacks columns {', '.join(missing[:5])}")
     return table.select(schema.names).cast(schema).to_pandas()
 
@@ -185,8 +189,9 @@ def as_dicts(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain dicts, with missing values as None (never NaN)."""
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     for row in rows:
-        if "invalid_reasons" in row and row["invalid_reasons"] is not None:
-            row["invalid_reasons"] = list(row["invalid_reasons"])
+        for key in ("invalid_reasons", "unresolved_percentiles", "warnings"):
+            if key in row and row[key] is not None:
+                row[key] = list(row[key])
     return rows
 
 

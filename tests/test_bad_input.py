@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hwbench.errors import ResultsError
-from hwbench.schema import SCHEMA_VERSION_KEY
+from hwbench.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
 from hwbench.store import load_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -196,7 +196,7 @@ def _newer_schema(results: Path) -> None:
 RESULTS_CASES = {
     "truncated Parquet": (_truncate, "is truncated or not a Parquet file"),
     "foreign Parquet": (_foreign, "is not an hwbench results file"),
-    "newer schema": (_newer_schema, "was written by a newer hwbench (schema 99, this one reads up to 1)"),
+    "newer schema": (_newer_schema, f"was written by a newer hwbench (schema 99, this one reads up to {SCHEMA_VERSION})"),
 }
 
 
