@@ -5,16 +5,41 @@ static QDQ calibrated on generated inputs for CNNs (and other non-transformer mo
 dynamic quantization for transformers, whose activations vary too much per input for
 static ranges from random data. fp16 converts the graph with ONNX Runtime's own
 float16 converter, keeping fp32 inputs and outputs. Quantized and converted models
-are cached by the source model's sha256. Inputs are bound once (IO binding), so the
-timed call is only `run_with_iobinding`.
+are cached by the source model's sha256 and the quantization recipe. Inputs are bound
+once (IO binding), so the timed call is only `run_with_iobinding`.
+
+int8 on x86 CPUs without VNNI. ONNX Runtime's quantization guide ("When and why do I need
+to try U8U8?", onnxruntime.ai/docs/performance/model-optimizations/quantization.html):
+on x86-64 with AVX2 and AVX-512 its U8S8 kernels use VPMADDUBSW, which adds two u8 x s8
+products into a saturating int16, so a result can be clamped; there is "no such issue" on
+x64 with VNNI or on ARM. It names two remedies: reduce_range (7-bit weights, "designed for
+the U8S8 format on AVX2 and AVX512 (non-VNNI) machines", "not needed on machines supporting
+VNNI") and U8U8. Its session option "session.x64quantprecision"
+(onnxruntime_session_options_config_keys.h) makes the CPU provider use its slower U8U8
+matrix multiplications on such CPUs instead. hwbench reads the host's flags
+(hwbench.fingerprint.cpu_flags): on x86 without avx512_vnni, avx_vnni or amx_int8 it keeps
+the 8-bit model and sets that option (INT8_REMEDY), and says so in effective().
+
+Why that remedy, measured here (AMD EPYC Zen 3, AVX2 only, onnxruntime 1.32, 2026-12, a busy
+2-core host; accuracy against fp32 with hwbench.accuracy, speed as medians of interleaved
+batch-1 single-thread runs, so ratios only): mlp-tiny static QDQ mean_rel_err 0.11 unremedied
+(fails the 0.10 threshold), 0.054 with the option (equal to the fake-quant QDQ graph), 0.058
+with reduce_range; ResNet-50 (random weights) 0.021 / 0.016 (equal to fake-quant) / 0.028, and
+reduce_range's 7-bit weights failed the top-1 check (0.66 < 0.90); BERT-base dynamic 0.032 /
+0.033 / 0.052. Speed against fp32: ResNet-50 0.54x unremedied, 0.79x with the option, 0.61x
+with reduce_range; BERT-base 0.55x / 0.64x / 0.50x. The option costs speed, not accuracy,
+and leaves the int8 model the same file on every host.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -24,9 +49,86 @@ import numpy as np
 from hwbench.adapter import Adapter, ConcurrentRunner, Probe
 from hwbench.concurrency import ThreadedRunner
 from hwbench.errors import UnsupportedPoint
+from hwbench.fingerprint import cpu_flags
 from hwbench.modelspec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[ort]'"
+
+# -- int8 recipe: which quantization, and what guards against int16 saturation ---------------
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo names of int8 dot products into int32
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
+X64_PRECISION_KEY = "session.x64quantprecision"  # ONNX Runtime: "1" = U8U8 kernels on non-VNNI x86
+INT8_REMEDIES = ("x64quantprecision", "reduce_range", "none")
+INT8_REMEDY = "x64quantprecision"  # what hwbench applies on a saturating host (see the module docstring)
+
+
+def int8_dot_saturates(machine: str | None = None, flags: Collection[str] | None = None) -> bool:
+    """True on an x86 CPU without VNNI or AMX-INT8, where ONNX Runtime's U8S8 kernels add
+    u8 x s8 product pairs into saturating int16 (VPMADDUBSW). Defaults: this host."""
+    arch = (platform.machine() if machine is None else machine).lower()
+    if arch not in X86_MACHINES:
+        return False
+    present = set(cpu_flags() if flags is None else flags)
+    return not present.intersection(VNNI_FLAGS)
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How a model is quantized for ort-cpu and how its session runs the int8 kernels."""
+
+    method: str  # "static-qdq" (U8S8 QDQ, per-channel weights) or "dynamic"
+    reduce_range: bool  # 7-bit weights
+    x64_precision: bool  # session.x64quantprecision=1: U8U8 kernels instead of saturating U8S8
+    kernels: str  # a short note for effective()
+
+    def cache_tag(self) -> str:
+        """What makes the quantized file differ: two recipes with equal tags share one file."""
+        return f"{self.method}|reduce_range={int(self.reduce_range)}"
+
+    def session_config(self) -> dict[str, str]:
+        return {X64_PRECISION_KEY: "1"} if self.x64_precision else {}
+
+
+def int8_recipe(family: str, saturates: bool, remedy: str | None = None) -> Int8Recipe:
+    """The recipe for a model family on a host whose U8S8 kernels saturate (or not).
+
+    `remedy` (default INT8_REMEDY) applies only where `saturates`; "none" keeps the
+    saturating kernels (for tests that show the damage)."""
+    method = "dynamic" if family == "transformer" else "static-qdq"
+    remedy = INT8_REMEDY if remedy is None else remedy
+    if remedy not in INT8_REMEDIES:
+        raise ValueError(f"unknown int8 remedy {remedy!r}; choose from {', '.join(INT8_REMEDIES)}")
+    if not saturates:
+        return Int8Recipe(method, False, False, "u8s8; VNNI/AMX-INT8 or not x86: no int16 saturation")
+    if remedy == "x64quantprecision":
+        return Int8Recipe(method, False, True,
+                          "u8u8 (session.x64quantprecision=1): x86 without VNNI, whose u8s8 kernels saturate int16")
+    if remedy == "reduce_range":
+        return Int8Recipe(method, True, False,
+                          "u8s8 with 7-bit weights (reduce_range): x86 without VNNI, pairs cannot reach int16 limits")
+    return Int8Recipe(method, False, False, "u8s8 via VPMADDUBSW: x86 without VNNI, int16 pair sums may saturate")
+
+
+def quantize_int8(model: ModelSpec, out: Path, recipe: Int8Recipe) -> None:
+    """Write `model` quantized by `recipe` to `out` (static QDQ calibrated on generated inputs, or dynamic)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if recipe.method == "dynamic":
+        quantize_dynamic(str(model.onnx_path), str(out), weight_type=QuantType.QInt8, reduce_range=recipe.reduce_range)
+        return
+    from hwbench.workload import make_calibration_set
+
+    batches = make_calibration_set(model, batch_size=1, n=16)
+    quantize_static(
+        str(model.onnx_path),
+        str(out),
+        _Calibration(batches),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=recipe.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 def _cache_root(cache_dir: str) -> Path:
@@ -94,7 +196,10 @@ class OrtCpuAdapter(Adapter):
 
     # -- model preparation ------------------------------------------------------
     def _int8_method(self, model: ModelSpec) -> str:
-        return "dynamic" if model.family == "transformer" else "static-qdq"
+        return self._int8_recipe(model).method
+
+    def _int8_recipe(self, model: ModelSpec) -> Int8Recipe:
+        return int8_recipe(model.family, int8_dot_saturates())
 
     def _variant_path(self, model: ModelSpec, precision: str) -> Path:
         if precision == "fp32":
@@ -103,7 +208,7 @@ class OrtCpuAdapter(Adapter):
             ort_version = version("onnxruntime")
         except PackageNotFoundError:  # pragma: no cover
             ort_version = "?"
-        method = self._int8_method(model) if precision == "int8" else "fp16-keepio"
+        method = self._int8_recipe(model).cache_tag() if precision == "int8" else "fp16-keepio"
         key = hashlib.sha256(f"{model.sha256}|{method}|{ort_version}".encode()).hexdigest()[:20]
         target = _cache_root(self.options.cache_dir) / "ort-cpu" / f"{precision}-{key}.onnx"
         if precision == "int8":
@@ -111,23 +216,7 @@ class OrtCpuAdapter(Adapter):
         return _atomic_build(target, lambda out: self._to_fp16(model, out))
 
     def _quantize(self, model: ModelSpec, out: Path) -> None:
-        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-
-        if self._int8_method(model) == "dynamic":
-            quantize_dynamic(str(model.onnx_path), str(out), weight_type=QuantType.QInt8)
-            return
-        from hwbench.workload import make_calibration_set
-
-        batches = make_calibration_set(model, batch_size=1, n=16)
-        quantize_static(
-            str(model.onnx_path),
-            str(out),
-            _Calibration(batches),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        quantize_int8(model, out, self._int8_recipe(model))
 
     def _to_fp16(self, model: ModelSpec, out: Path) -> None:
         import onnx
@@ -146,6 +235,9 @@ class OrtCpuAdapter(Adapter):
         if self.options.threads > 0:
             so.intra_op_num_threads = self.options.threads
         so.log_severity_level = 3
+        if getattr(self, "_precision", None) == "int8":
+            for key, value in self._int8_recipe(self._model).session_config().items():
+                so.add_session_config_entry(key, value)
         return so
 
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
@@ -213,7 +305,11 @@ class OrtCpuAdapter(Adapter):
             "onnxruntime": version("onnxruntime"),
         }
         if self._precision == "int8":
-            settings["quantization"] = self._int8_method(self._model)
+            recipe = self._int8_recipe(self._model)
+            settings["quantization"] = recipe.method
+            settings["reduce_range"] = recipe.reduce_range
+            settings["int8_kernels"] = recipe.kernels
+            settings["session_config"] = recipe.session_config()
         settings.update(getattr(self, "_offline", {}))
         if self._precision == "fp16":
             settings["conversion"] = "onnxruntime.transformers.float16, fp32 inputs/outputs kept"

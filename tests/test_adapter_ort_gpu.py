@@ -123,16 +123,50 @@ def test_bound_session_matches_a_plain_run(tiny: ModelSpec, images: dict[str, np
     np.testing.assert_allclose(out, reference(tiny, images), rtol=1e-5, atol=1e-5)  # input cast to float32
 
 
+def _cpu_run(path: Path, feeds: dict[str, np.ndarray], level: "ort.GraphOptimizationLevel",
+             config: dict[str, str] | None = None) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
 def test_qdq_int8_model_is_symmetric_and_close(tiny: ModelSpec, images: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """The QDQ model's own numerics, which is what TensorRT computes (int8 products summed exactly in
+    int32, i.e. quantize-dequantize in float). With graph optimizations off, ONNX Runtime's CPU provider
+    runs every QuantizeLinear/DequantizeLinear node and a float Conv/MatMul, and fuses nothing into an
+    int8 kernel, so this holds on any CPU (the fused kernels are the next test's subject)."""
     path = ort_gpu.qdq_model(tiny, images, tmp_path)
     assert ort_gpu.existing_qdq_kind(path) == "int8" and ort_gpu.existing_qdq_kind(tiny.onnx_path) is None
     m = onnx.load(str(path))
     zero_points = [numpy_helper.to_array(i) for i in m.graph.initializer if i.name.endswith("zero_point")]
     assert zero_points and all(np.all(z == 0) for z in zero_points)  # TensorRT needs symmetric
     ref = reference(tiny, images)
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, images)[0]
-    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    got = _cpu_run(path, images, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    err = float(np.abs(got - ref).max())
+    assert 0 < err < 0.05 * np.abs(ref).max()  # quantized (not a pass-through), and close
     assert ort_gpu.qdq_model(tiny, images, tmp_path) == path  # cached by model and calibration hash
+
+
+def test_fused_cpu_int8_kernels_compute_the_qdq_numerics(tiny: ModelSpec, images: dict[str, np.ndarray],
+                                                         tmp_path: Path) -> None:
+    """ONNX Runtime's fused int8 CPU kernels (graph optimizations on) agree with the QDQ graph where
+    they do not saturate. Its quantization guide says its U8S8 kernels on x86 without VNNI use
+    VPMADDUBSW, whose int16 pair sums can saturate; symmetric int8 activations, run there as
+    u8 = s8 + 128, hit that hard (measured on an AVX2-only EPYC: max error 7.1 on logits up to 11).
+    So on such a CPU (read from its flags) this runs with session.x64quantprecision=1, ONNX Runtime's
+    U8U8 kernels, which is ort-cpu's remedy; elsewhere it runs as is."""
+    from device_adapters.ort_cpu import X64_PRECISION_KEY, int8_dot_saturates
+
+    config = {X64_PRECISION_KEY: "1"} if int8_dot_saturates() else {}
+    path = ort_gpu.qdq_model(tiny, images, tmp_path)
+    ref = reference(tiny, images)
+    fake_quant = _cpu_run(path, images, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    fused = _cpu_run(path, images, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, config)
+    scale = float(np.abs(ref).max())
+    assert np.abs(fused - ref).max() < 0.05 * scale, f"host flags {config or 'VNNI/AMX or not x86'}"
+    assert np.abs(fused - fake_quant).max() <= 0.02 * scale  # a rounding step of the int8 output or two
 
 
 def test_fp16_model_keeps_float32_io(tiny: ModelSpec, images: dict[str, np.ndarray], tmp_path: Path) -> None:
