@@ -48,7 +48,7 @@ import numpy as np
 
 from hwbench.adapter import Adapter, ConcurrentRunner, Probe
 from hwbench.concurrency import ThreadedRunner
-from hwbench.errors import UnsupportedPoint
+from hwbench.errors import HwbenchError, UnsupportedPoint
 from hwbench.fingerprint import cpu_flags
 from hwbench.modelspec import ModelSpec
 
@@ -97,7 +97,7 @@ def int8_recipe(family: str, saturates: bool, remedy: str | None = None) -> Int8
     method = "dynamic" if family == "transformer" else "static-qdq"
     remedy = INT8_REMEDY if remedy is None else remedy
     if remedy not in INT8_REMEDIES:
-        raise ValueError(f"unknown int8 remedy {remedy!r}; choose from {', '.join(INT8_REMEDIES)}")
+        raise HwbenchError(f"unknown int8 remedy {remedy!r}; choose from {', '.join(INT8_REMEDIES)}")
     if not saturates:
         return Int8Recipe(method, False, False, "u8s8; VNNI/AMX-INT8 or not x86: no int16 saturation")
     if remedy == "x64quantprecision":

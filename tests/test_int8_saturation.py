@@ -24,6 +24,7 @@ from device_adapters import ort_cpu  # noqa: E402
 from device_adapters.ort_cpu import OrtCpuAdapter, int8_dot_saturates, int8_recipe, quantize_int8  # noqa: E402
 from hwbench.accuracy import compare_outputs  # noqa: E402
 from hwbench.adapter import AdapterOptions  # noqa: E402
+from hwbench.errors import HwbenchError  # noqa: E402
 from hwbench.fingerprint import cpu_flags  # noqa: E402
 from hwbench.modelspec import ModelSpec  # noqa: E402
 from hwbench.settings import AccuracySettings  # noqa: E402
@@ -165,7 +166,7 @@ def test_recipes_and_what_they_change() -> None:
     assert (seven.method, seven.reduce_range, seven.session_config()) == ("dynamic", True, {})
     assert seven.cache_tag() != int8_recipe("transformer", saturates=False).cache_tag()
     assert "saturate" in int8_recipe("cnn", saturates=True, remedy="none").kernels
-    with pytest.raises(ValueError, match="remedy"):
+    with pytest.raises(HwbenchError, match="remedy"):
         int8_recipe("cnn", saturates=True, remedy="u9")
 
 
