@@ -22,8 +22,8 @@ the 8-bit model and sets that option (INT8_REMEDY), and says so in effective().
 
 Why that remedy, measured here (AMD EPYC Zen 3, AVX2 only, onnxruntime 1.32, 2026-12, a busy
 2-core host; accuracy against fp32 with hwbench.accuracy, speed as medians of interleaved
-batch-1 single-thread runs, so ratios only; 64, 32 and 8 rows compared): mlp-tiny static QDQ mean_rel_err 0.11 unremedied
-(fails the 0.10 threshold), 0.054 with the option (equal to the fake-quant QDQ graph), 0.058
+batch-1 single-thread runs, so ratios only; 64, 32 and 8 rows compared): mlp-tiny static QDQ
+mean_rel_err 0.11 unremedied (fails the 0.10 threshold), 0.054 with the option (equal to the fake-quant QDQ graph), 0.058
 with reduce_range; ResNet-50 (random weights) 0.021 / 0.016 (equal to fake-quant) / 0.028, and
 reduce_range's 7-bit weights failed the top-1 check (0.66 < 0.90); BERT-base dynamic 0.032 /
 0.033 / 0.052. Speed against fp32: ResNet-50 0.54x unremedied, 0.79x with the option, 0.61x
