@@ -188,7 +188,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
                 if cls.device_kind not in ("cpu", "none"):
                     rec.device = cfg.device or cls.device_kind
                 return rec, None
-            rec.warnings.append(f"{trial.precision} is not native here ({support.note}): its speed is not "
+            rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
                                 "representative of hardware that runs it natively")
         from hwbench.workload import make_inputs
 
