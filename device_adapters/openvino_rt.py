@@ -32,6 +32,7 @@ import numpy as np
 from hwbench.accuracy import outputs_in_batches
 from hwbench.adapter import Adapter, AdapterOptions, Probe
 from hwbench.errors import AdapterUnavailable, UnsupportedPoint
+from hwbench.isa import PrecisionSupport
 from hwbench.modelspec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[openvino]'"
@@ -170,6 +171,28 @@ class OpenVinoAdapter(Adapter):
             except Exception as e:  # noqa: BLE001
                 return f"int8 needs nncf ({type(e).__name__}: {e}); {INSTALL_HINT}"
         return None
+
+    def precision_support(self, precision: str) -> PrecisionSupport:
+        """From the device's OPTIMIZATION_CAPABILITIES, which OpenVINO derives from the ISA itself.
+
+        Without the capability OpenVINO does not emulate: a bf16 or f16 hint silently compiles
+        f32 (read back on a Zen 3 CPU with OpenVINO 2026.4: INFERENCE_PRECISION_HINT bf16 -> f32),
+        so check() refuses such a point and effective() records the precision read back.
+        int8 on the CPU adds the host ISA note (VNNI or not)."""
+        cap = {"fp32": "FP32", **_CAPABILITY}.get(precision)
+        try:
+            caps = list(self._ov_core().get_property(self.device, "OPTIMIZATION_CAPABILITIES"))
+        except Exception:  # noqa: BLE001 - no device or no property: fall back to the ISA rule
+            return super().precision_support(precision)
+        on_cpu = self.device.split(".")[0] == "CPU"
+        if cap is None:
+            return super().precision_support(precision) if on_cpu else PrecisionSupport(None, f"openvino: no rule for {precision}")
+        if cap not in caps:
+            return PrecisionSupport(False, f"openvino {self.device} lists no {cap} capability ({', '.join(caps)}): "
+                                           f"a {precision} hint runs f32")
+        if on_cpu and precision == "int8":
+            return super().precision_support(precision)
+        return PrecisionSupport(True, f"{precision} native: openvino {self.device} lists {cap}")
 
     # -- compile ---------------------------------------------------------------
     def _config(self, hint: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

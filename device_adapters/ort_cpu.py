@@ -318,3 +318,22 @@ class OrtCpuAdapter(Adapter):
     def close(self) -> None:
         self._session = None
         self._binding = None
+
+    def precision_support(self, precision: str) -> "PrecisionSupport":  # noqa: F821 - imported below
+        """fp16: ONNX Runtime has CPU fp16 kernels only where MLAS has fp16 acceleration (Arm64 with
+        fp16 arithmetic). Elsewhere its InsertCastTransformer casts every fp16 node to fp32: checked
+        here (ORT 1.32, Zen 3) by saving the optimized graph of an fp16 Conv/MatMul model, whose
+        initializers were all fp32 again. Other precisions: the host ISA rule."""
+        from hwbench.isa import PrecisionSupport, host_flags, host_machine
+
+        if precision != "fp16":
+            return super().precision_support(precision)
+        machine, flags = host_machine().lower(), host_flags()
+        arm = machine in ("aarch64", "arm64")
+        if not arm and machine not in ("x86_64", "amd64") or arm and flags is None:
+            return super().precision_support(precision)
+        if arm and "asimdhp" in (flags or ()):
+            return PrecisionSupport(True, "fp16 native in ONNX Runtime's MLAS fp16 kernels (asimdhp); "
+                                          "ops without an fp16 kernel are upcast")
+        return PrecisionSupport(False, "fp16 is upcast to fp32 by ONNX Runtime's CPU EP here (MLAS has fp16 kernels "
+                                       "only on Arm64 with asimdhp): Casts inserted, the graph runs in fp32")

@@ -24,6 +24,7 @@ import numpy as np
 from hwbench.accuracy import outputs_in_batches
 from hwbench.adapter import Adapter, AdapterOptions, Probe
 from hwbench.errors import AdapterUnavailable, UnsupportedPoint
+from hwbench.isa import PrecisionSupport, cpu_support, host_flags, host_machine
 from hwbench.modelspec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[torch]'"
@@ -60,6 +61,35 @@ def _flatten(out: Any, names: tuple[str, ...]) -> list[Any]:
     if isinstance(out, (tuple, list)):
         return [t for item in out for t in _flatten(item, names)]
     return [out]
+
+
+# torch._C._cpu._get_cpu_capability() names (read from CPUID by pytorch/cpuinfo) -> /proc/cpuinfo names
+_TORCH_CPU_FLAGS = {"avx512_f": "avx512f", "avx512_bw": "avx512bw", "avx512_vl": "avx512vl", "fma3": "fma"}
+
+
+def torch_cpu_flags() -> set[str]:
+    """The ISA flags torch reads from CPUID, as cpuinfo names: they include avx_ne_convert, amx_fp16
+    and avx_vnni_int8, which many Linux kernels do not show in /proc/cpuinfo. Empty if unavailable."""
+    try:
+        import torch
+
+        caps = torch._C._cpu._get_cpu_capability()
+    except Exception:  # noqa: BLE001 - a private API: absent in other torch versions
+        return set()
+    return {_TORCH_CPU_FLAGS.get(k, k) for k, v in caps.items() if v is True}
+
+
+def cuda_support(precision: str, major: int, minor: int) -> PrecisionSupport:
+    """Native or not on a CUDA GPU of compute capability major.minor (NVIDIA's tensor-core generations)."""
+    sm = f"sm{major}{minor}"
+    if precision == "fp32":
+        return PrecisionSupport(True, f"fp32 native on {sm}")
+    need = {"fp16": (5, 3), "bf16": (8, 0), "tf32": (8, 0), "fp8": (8, 9)}.get(precision)
+    if need is None:
+        return PrecisionSupport(None, f"{precision} on {sm}: not known to hwbench")
+    if (major, minor) >= need:
+        return PrecisionSupport(True, f"{precision} native on {sm}")
+    return PrecisionSupport(False, f"{precision} needs sm{need[0]}{need[1]}+; {sm} emulates or upcasts it")
 
 
 class TorchAdapter(Adapter):
@@ -137,6 +167,19 @@ class TorchAdapter(Adapter):
                 "needs static quantization, which PyTorch 2.13 moved to torchao (not used here)"
             )
         return None
+
+    def precision_support(self, precision: str) -> PrecisionSupport:
+        """CPU: the ISA rule on cpuinfo's flags plus torch's own CPUID reading. CUDA: compute capability."""
+        if not self.on_cuda:
+            flags = host_flags()
+            cpuid = torch_cpu_flags()
+            return cpu_support(precision, (flags or set()) | cpuid if flags is not None or cpuid else None,
+                               host_machine())
+        import torch
+
+        if _cuda_reason(self.device):
+            return super().precision_support(precision)
+        return cuda_support(precision, *torch.cuda.get_device_capability(torch.device(self.device)))
 
     # -- prepare ---------------------------------------------------------------
     def _to_tensor(self, arr: np.ndarray) -> Any:

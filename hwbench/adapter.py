@@ -10,6 +10,7 @@ Lifecycle, driven by the worker:
     probe()                         class-level: can it run here, and if not why
     a = Adapter(options)
     a.check(model, precision, batch, scenario) -> reason or None (None: supported)
+    a.precision_support(precision) -> PrecisionSupport   # native, emulated or unknown here
     a.prepare(model, precision, batch_size, inputs)   # compile/load + bind inputs; cold start
     a.run()                         # one batch on the bound inputs, returns when done
     a.open_concurrent(n)            # offline scenario only: a ConcurrentRunner
@@ -27,6 +28,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from hwbench.isa import PrecisionSupport, host_support
 from hwbench.modelspec import ModelSpec
 
 
@@ -99,6 +101,16 @@ class Adapter(ABC):
         if scenario not in self.scenarios:
             return f"{self.name} does not support the {scenario} scenario"
         return None
+
+    def precision_support(self, precision: str) -> PrecisionSupport:
+        """Whether this device runs `precision` natively, or emulates/upcasts it (no side effects).
+
+        The base answer is the host ISA rule (hwbench.isa) for CPU adapters and "unknown" for
+        other devices; adapters whose runtime knows better override it.
+        """
+        if self.device_kind == "cpu":
+            return host_support(precision)
+        return PrecisionSupport(None, f"{precision} on {self.device_kind}: native or emulated not known to hwbench")
 
     # -- the system under test -------------------------------------------------
     @abstractmethod

@@ -16,6 +16,7 @@ from hwbench import __version__
 ISA_FLAGS = (
     "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
     "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "bf16", "i8mm",
+    "avx_ne_convert", "amx_fp16", "avx_vnni_int8", "fphp", "asimdhp", "asimddp",  # hwbench.isa's rule
 )
 LIBRARIES = (
     "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "torch", "tensorrt",
@@ -46,6 +47,12 @@ def cpu_flags() -> list[str]:
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     return [f for f in ISA_FLAGS if f in flags]
+
+
+def cpu_flags_known() -> bool:
+    """Whether this OS shows the CPU's flags at all (Linux /proc/cpuinfo); elsewhere cpu_flags() is empty."""
+    info = _cpuinfo()
+    return bool(info.get("flags") or info.get("Features"))
 
 
 def library_versions() -> dict[str, str]:

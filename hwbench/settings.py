@@ -62,6 +62,7 @@ class SweepConfig:
     tdp_w: float | None = None  # for the estimate-tdp meter when the processor is not in the table
     idle_power_s: float = 1.0  # idle power measurement before a sweep (0 disables)
     memory_limit_mb: float = 0.0  # per-worker RSS limit; 0: 90% of physical memory
+    allow_emulated: bool = False  # run precisions the device only emulates (hwbench.isa); default: unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -264,6 +264,7 @@ def _top_fields(r: _Reader) -> dict[str, Callable[[str, Any], Any]]:
         "tdp_w": scalar(number(0.0, 5000.0, "a power in watts above 0 and up to 5000", lo_open=True)),
         "memory_limit_mb": scalar(_memory_limit),
         "idle_power_s": scalar(number(0.0, 3600.0, "a duration in seconds from 0 (off) up to 3600")),
+        "allow_emulated": scalar(boolean),
     }
 
 

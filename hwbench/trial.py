@@ -179,6 +179,17 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
             if cls.device_kind not in ("cpu", "none"):
                 rec.device = cfg.device or cls.device_kind
             return rec, None
+        support = adapter.precision_support(trial.precision)
+        rec.precision_native, rec.precision_note = support.native, support.note
+        if support.native is False:
+            if not cfg.allow_emulated:
+                rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
+                                                   "(sweep file: allow_emulated = true) runs it anyway")
+                if cls.device_kind not in ("cpu", "none"):
+                    rec.device = cfg.device or cls.device_kind
+                return rec, None
+            rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
+                                "representative of hardware that runs it natively")
         from hwbench.workload import make_inputs
 
         inputs = make_inputs(spec, trial.batch_size, seed=0)

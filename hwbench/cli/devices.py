@@ -23,6 +23,9 @@ def _meters() -> list[dict[str, str]]:
 def devices(json_out: JsonFlag = False) -> None:
     """Show this machine (CPU, ISA features, memory, GPUs, Neuron devices) and which adapters can run here."""
     fp = host_fingerprint()
+    from hwbench.isa import CPU_PRECISIONS, host_support
+
+    native = {p: host_support(p) for p in CPU_PRECISIONS}
     adapters = []
     for name in registry.names():
         p = registry.probe(name)
@@ -32,12 +35,15 @@ def devices(json_out: JsonFlag = False) -> None:
         )
     meters = _meters()
     if json_out:
-        print_json({"host": fp, "adapters": adapters, "power_meters": meters})
+        print_json({"host": fp, "cpu_precisions": {p: {"native": s.native, "label": s.label, "note": s.note}
+                                                  for p, s in native.items()},
+                    "adapters": adapters, "power_meters": meters})
         return
     host = Table(title="Host", show_header=False)
     host.add_row("CPU", fp["cpu_model"])
     host.add_row("cores", f"{fp['cores_physical']} physical, {fp['cores_logical']} logical")
     host.add_row("ISA", " ".join(fp["cpu_flags"]) or "-")
+    host.add_row("precisions", escape(", ".join(f"{p} {s.label}" for p, s in native.items())))
     host.add_row("memory", f"{fp['memory_gb']} GiB")
     host.add_row("OS", fp["os"])
     host.add_row("Python", fp["python"])

@@ -62,6 +62,8 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
             raise UsageError("--min-iters must be positive")
         measure = dataclasses.replace(measure, min_iters=flags["min_iters"])
     changes["measure"] = measure
+    if flags.get("allow_emulated"):
+        changes["allow_emulated"] = True
     if flags["no_accuracy"]:
         changes["accuracy"] = dataclasses.replace(base.accuracy, enabled=False)
     if flags["quick"]:
@@ -116,6 +118,8 @@ def render_summary(records: list[dict[str, Any]]) -> list[Any]:
         prec = r["precision"]
         if r["precision_effective"] and r["precision_effective"] != prec:
             prec = f"{prec}->{r['precision_effective']}"
+        if r.get("precision_native") is False:
+            prec += " (emul.)"
         refs = []
         for flag in _flags(r):
             if flag not in notes:
@@ -161,13 +165,15 @@ def profile(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds before a trial's worker is killed (default 900).")] = None,
     tdp_w: Annotated[Optional[float], typer.Option("--tdp-w", help="Processor TDP in watts for the estimate-tdp power meter.")] = None,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the drift check against the fp32 reference.")] = False,
+    allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="Run precisions this device only emulates or upcasts (default: recorded unsupported).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume: run again the trials that ended in error.")] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table."""
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
-                 concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy)
+                 concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
+                 allow_emulated=allow_emulated)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be positive")
     if resume is not None:
