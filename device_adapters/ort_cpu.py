@@ -17,7 +17,7 @@ the U8S8 format on AVX2 and AVX512 (non-VNNI) machines", "not needed on machines
 VNNI") and U8U8. Its session option "session.x64quantprecision"
 (onnxruntime_session_options_config_keys.h) makes the CPU provider use its slower U8U8
 matrix multiplications on such CPUs instead. hwbench reads the host's flags
-(hwbench.fingerprint.cpu_flags): on x86 without avx512_vnni, avx_vnni or amx_int8 it keeps
+(hwbench.isa.int8_dot_saturates): on x86 without avx512_vnni, avx_vnni or amx_int8 it keeps
 the 8-bit model and sets that option (INT8_REMEDY), and says so in effective().
 
 Why that remedy, measured here (AMD EPYC Zen 3, AVX2 only, onnxruntime 1.32, 2026-12, a busy
@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shutil
 import tempfile
-from collections.abc import Collection
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -49,27 +47,17 @@ import numpy as np
 from hwbench.adapter import Adapter, ConcurrentRunner, Probe
 from hwbench.concurrency import ThreadedRunner
 from hwbench.errors import HwbenchError, UnsupportedPoint
-from hwbench.fingerprint import cpu_flags
+from hwbench.isa import INT8_DOT_FLAGS, int8_dot_saturates
 from hwbench.modelspec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[ort]'"
 
 # -- int8 recipe: which quantization, and what guards against int16 saturation ---------------
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo names of int8 dot products into int32
+VNNI_FLAGS = INT8_DOT_FLAGS  # /proc/cpuinfo names of int8 dot products into int32 (hwbench.isa)
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
 X64_PRECISION_KEY = "session.x64quantprecision"  # ONNX Runtime: "1" = U8U8 kernels on non-VNNI x86
 INT8_REMEDIES = ("x64quantprecision", "reduce_range", "none")
 INT8_REMEDY = "x64quantprecision"  # what hwbench applies on a saturating host (see the module docstring)
-
-
-def int8_dot_saturates(machine: str | None = None, flags: Collection[str] | None = None) -> bool:
-    """True on an x86 CPU without VNNI or AMX-INT8, where ONNX Runtime's U8S8 kernels add
-    u8 x s8 product pairs into saturating int16 (VPMADDUBSW). Defaults: this host."""
-    arch = (platform.machine() if machine is None else machine).lower()
-    if arch not in X86_MACHINES:
-        return False
-    present = set(cpu_flags() if flags is None else flags)
-    return not present.intersection(VNNI_FLAGS)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,18 @@ def host_support(precision: str) -> PrecisionSupport:
     return cpu_support(precision, host_flags(), host_machine())
 
 
+INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx_vnni_int8")  # fused u8 x s8 dot products into int32
+
+
+def int8_dot_saturates(machine: str | None = None, flags: Iterable[str] | None = None) -> bool:
+    """True on an x86 CPU without VNNI or AMX-INT8: int8 kernels there add u8 x s8 product pairs
+    into saturating int16 (VPMADDUBSW). Defaults: this host."""
+    if _arch(host_machine() if machine is None else machine) != "x86":
+        return False
+    present = set(fingerprint.cpu_flags() if flags is None else flags)
+    return not present.intersection(INT8_DOT_FLAGS)
+
+
 def _arch(machine: str) -> str | None:
     m = machine.lower()
     if m in ("x86_64", "amd64", "x64", "i386", "i686"):
@@ -108,7 +120,7 @@ def _x86(precision: str, f: frozenset[str]) -> PrecisionSupport:
             return PrecisionSupport(False, "fp16 is emulated or upcast to fp32 on this CPU (no avx512_fp16 or amx_fp16)")
         return PrecisionSupport(True, f"fp16 native ({', '.join(have)})")
     if precision == "int8":
-        have = _have(f, ("amx_int8", "avx512_vnni", "avx_vnni", "avx_vnni_int8"))
+        have = _have(f, INT8_DOT_FLAGS)
         if have:
             return PrecisionSupport(True, f"int8 native with {', '.join(have)}")
         if "avx2" in f or "avx512bw" in f:
