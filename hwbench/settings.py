@@ -13,21 +13,30 @@ from typing import Any
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """The timed loop's stopping rule: both a minimum count and a minimum duration."""
+    """The timed loop's stopping rule: both a minimum count and a minimum duration, then a tight p50.
+
+    Past both minimums the loop stops once the p50's 95% interval has a relative
+    half-width of at most target_p50_rel_halfwidth, or at max_duration_s / max_iters.
+    """
 
     warmup_s: float = 0.5
     warmup_min_iters: int = 5
     min_duration_s: float = 2.0
     min_iters: int = 100
     max_iters: int = 1_000_000  # a cap for trivially fast calls (the null adapter)
-    max_duration_s: float = 600.0  # a hard cap for very slow calls
+    max_duration_s: float = 15.0  # per-trial cap on the timed window (stops a slow or noisy point)
+    target_p50_rel_halfwidth: float = 0.01  # stop once the p50's 95% interval is within +-1%
     max_cv: float = 0.10  # above: invalid (unstable)
     min_samples_for_p99: int = 100  # below: invalid (p99 is only the maximum)
 
     @classmethod
     def quick(cls) -> "MeasureSettings":
-        """For CI and smoke runs: short, and honest that it is (records flagged invalid when too short)."""
-        return cls(warmup_s=0.1, warmup_min_iters=2, min_duration_s=0.3, min_iters=20)
+        """For CI and smoke runs: short, and honest that it is (records flagged invalid when too short).
+
+        A loose interval target (+-5%) and a 3 s cap: a quick run does not chase a 1% p50.
+        """
+        return cls(warmup_s=0.1, warmup_min_iters=2, min_duration_s=0.3, min_iters=20, max_duration_s=3.0,
+                   target_p50_rel_halfwidth=0.05)
 
 
 @dataclass(frozen=True)

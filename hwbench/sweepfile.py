@@ -88,12 +88,12 @@ def integer(lo: int, hi: int, what: str = "an integer") -> Check:
     return check
 
 
-def number(lo: float, hi: float, what: str, lo_open: bool = False) -> Check:
+def number(lo: float, hi: float, what: str, lo_open: bool = False, hi_open: bool = False) -> Check:
     def check(v: Any) -> tuple[Any, str | None]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return v, f"expected {what}, got {_kind(v)} {_show(v)}"
         f = float(v)
-        if not math.isfinite(f) or f < lo or f > hi or (lo_open and f <= lo):
+        if not math.isfinite(f) or f < lo or f > hi or (lo_open and f <= lo) or (hi_open and f >= hi):
             return v, f"expected {what}, got {_show(v)}"
         return f, None
     return check
@@ -148,6 +148,8 @@ MEASURE: dict[str, Check] = {
     "min_iters": COUNT,
     "max_iters": COUNT,
     "max_duration_s": DURATION,
+    "target_p50_rel_halfwidth": number(0.0, 1.0, "a relative half-width above 0 and below 1 (e.g. 0.01 for +-1%)",
+                                       lo_open=True, hi_open=True),
     "max_cv": number(0.0, 10.0, "a coefficient of variation above 0 and up to 10 (1000%)", lo_open=True),
     "min_samples_for_p99": COUNT,
 }

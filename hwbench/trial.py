@@ -214,7 +214,8 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         finally:
             meter.close()
         samples = m.samples_ns
-        stats = summarize(m.samples_ns, trial.batch_size, m.wall_s, m.completed, cfg.measure, capped=m.capped)
+        stats = summarize(m.samples_ns, trial.batch_size, m.wall_s, m.completed, cfg.measure, capped=m.capped,
+                          stop_reason=m.stop_reason)
         for k, v in stats.items():
             setattr(rec, k, v)
         rec.concurrency = m.concurrency
@@ -227,6 +228,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         rec.accelerators_used = eff.get("accelerators_used")
         rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
         rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped,
+                                      "stop_checks": m.checks, "stop_check_pause_s": round(m.pause_s, 6),
                                       "loadavg_1m_before": load_before})
         _check_accuracy(adapter, trial, spec, rec, ctx)
         rec.status = STATUS_OK

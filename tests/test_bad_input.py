@@ -99,6 +99,10 @@ PROFILE_CASES = {
     "absurd batch": (["{model}", "--batch", "1000000"], "batch size 1000000 is absurd"),
     "non-integer batch": (["{model}", "--batch", "8x"], "batch size '8x' is not an integer"),
     "zero timeout": (["{model}", "--timeout", "0"], "--timeout must be positive"),
+    "negative time cap": (["{model}", "--max-duration", "-1"], "--max-duration: expected a duration in seconds above 0"),
+    "infinite time cap": (["{model}", "--max-duration", "inf"], "--max-duration: expected a duration"),
+    "interval target of 1": (["{model}", "--ci-target", "1"], "--ci-target: expected a relative half-width above 0 and below 1"),
+    "zero interval target": (["{model}", "--ci-target", "0"], "--ci-target: expected a relative half-width"),
     "output under a regular file": (["{model}", "--out", "{tmp}/file.txt/sub"], "cannot write to output folder"),
     "output under /proc": (["{model}", "--out", "/proc/hwbench-test"], "cannot write to output folder"),
 }

@@ -100,6 +100,9 @@ def test_a_single_problem_is_one_line() -> None:
         ({"trial_timeout_s": 2, "measure": {"warmup_s": 1, "min_duration_s": 1}}, "trial_timeout_s: 2 s leaves no time"),
         ({"memory_limit_mb": 10}, "memory_limit_mb: expected 0 (the default) or at least 64 MB"),
         ({"tdp_w": 0}, "tdp_w: expected a power in watts above 0"),
+        ({"measure": {"target_p50_rel_halfwidth": 1.0}}, "measure.target_p50_rel_halfwidth: expected a relative half-width"),
+        ({"measure": {"target_p50_rel_halfwidth": 0}}, "measure.target_p50_rel_halfwidth: expected a relative half-width"),
+        ({"measure": {"min_duration_s": 20}}, "measure.min_duration_s: 20 s is above measure.max_duration_s (15 s)"),
         ({"dims": {"sequence": 0}}, "dims.sequence: expected a positive integer"),
         ({"dims": {"bad\nname": 4}}, 'dims."bad\\nname": dimension name: control characters'),
         ({"models": [""]}, "models[0]: expected a non-empty string"),
@@ -159,6 +162,41 @@ def test_flags_override_the_file() -> None:
     cfg = build_config(base, **flags)
     assert cfg.models == ("mlp-tiny",) and cfg.adapters == ("null",) and cfg.batch_sizes == (16,)
     assert cfg.measure.min_iters == 7 and cfg.instance_type == "m7i.large"
+
+
+def _flags(**given: Any) -> dict[str, Any]:
+    flags: dict[str, Any] = dict(model="mlp-tiny", adapter=None, batch=None, precision=None, scenario=None,
+                                 duration=None, min_iters=None, quick=False, instance_type=None, threads=None,
+                                 device=None, concurrency=None, dim=[], trial_timeout_s=None, tdp_w=None,
+                                 no_accuracy=False, max_duration=None, ci_target=None)
+    return {**flags, **given}
+
+
+def test_stopping_flags_set_the_measure_keys() -> None:
+    cfg = build_config(SweepConfig(), **_flags(max_duration=30.0, ci_target=0.02))
+    assert cfg.measure.max_duration_s == 30.0 and cfg.measure.target_p50_rel_halfwidth == 0.02
+    quick = build_config(SweepConfig(), **_flags(quick=True, duration=5.0))
+    assert quick.measure.min_duration_s == 5.0 and quick.measure.max_duration_s == 5.0  # the cap follows --duration
+    assert quick.measure.target_p50_rel_halfwidth > MeasureSettings().target_p50_rel_halfwidth
+
+
+@pytest.mark.parametrize(
+    ("given", "needle"),
+    [
+        ({"max_duration": 0.0}, "--max-duration: expected a duration in seconds above 0"),
+        ({"max_duration": math.inf}, "--max-duration: expected a duration"),
+        ({"max_duration": 1.0}, "--max-duration 1 s is below the minimum duration 2 s (--duration)"),
+        ({"ci_target": 1.0}, "--ci-target: expected a relative half-width above 0 and below 1"),
+        ({"ci_target": -0.01}, "--ci-target: expected a relative half-width"),
+        ({"ci_target": math.nan}, "--ci-target: expected a relative half-width"),
+    ],
+)
+def test_bad_stopping_flags_are_one_line_usage_errors(given: dict[str, Any], needle: str) -> None:
+    from hwbench.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        build_config(SweepConfig(), **_flags(**given))
+    assert needle in str(info.value) and "\n" not in str(info.value)
 
 
 def test_loading_has_no_side_effects(tmp_path: Path) -> None:
@@ -255,7 +293,7 @@ def _valid_configs(draw: st.DrawFn) -> SweepConfig:
     measure = MeasureSettings(
         warmup_s=draw(st.floats(0, 60)), warmup_min_iters=draw(st.integers(0, 1000)), min_duration_s=min_d,
         min_iters=min_i, max_iters=draw(st.integers(min_i, 10**12)), max_duration_s=draw(st.floats(min_d, 86400)),
-        max_cv=draw(st.floats(1e-6, 10)),
+        max_cv=draw(st.floats(1e-6, 10)), target_p50_rel_halfwidth=draw(st.floats(1e-6, 0.999)),
         min_samples_for_p99=draw(st.integers(1, 10**6)),
     )
     accuracy = AccuracySettings(

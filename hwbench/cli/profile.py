@@ -34,6 +34,26 @@ def _dims(items: list[str]) -> dict[str, int]:
     return out
 
 
+def _stopping_flags(measure: MeasureSettings, max_duration: float | None, ci_target: float | None) -> MeasureSettings:
+    """--max-duration and --ci-target, checked as their sweep-file keys are. Without --max-duration,
+    the cap follows a --duration above it (the minimum asked for is honoured)."""
+    from hwbench.sweepfile import MEASURE
+
+    for flag, key, value in (("--max-duration", "max_duration_s", max_duration),
+                             ("--ci-target", "target_p50_rel_halfwidth", ci_target)):
+        if value is not None:
+            value, problem = MEASURE[key](value)
+            if problem:
+                raise UsageError(f"{flag}: {problem}")
+            measure = dataclasses.replace(measure, **{key: value})
+    if measure.min_duration_s > measure.max_duration_s:
+        if max_duration is not None:
+            raise UsageError(f"--max-duration {max_duration:g} s is below the minimum duration "
+                             f"{measure.min_duration_s:g} s (--duration)")
+        measure = dataclasses.replace(measure, max_duration_s=measure.min_duration_s)
+    return measure
+
+
 def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
     """Command-line flags on top of a sweep file (or the defaults). None means 'not given'."""
     changes: dict[str, Any] = {}
@@ -61,6 +81,7 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
         if flags["min_iters"] <= 0:
             raise UsageError("--min-iters must be positive")
         measure = dataclasses.replace(measure, min_iters=flags["min_iters"])
+    measure = _stopping_flags(measure, flags.get("max_duration"), flags.get("ci_target"))
     changes["measure"] = measure
     if flags.get("allow_emulated"):
         changes["allow_emulated"] = True
@@ -153,6 +174,8 @@ def profile(
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="single-stream, offline, or both (default single-stream).")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Minimum timed seconds per trial (default 2).")] = None,
     min_iters: Annotated[Optional[int], typer.Option("--min-iters", help="Minimum timed iterations per trial (default 100).")] = None,
+    max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Cap on each trial's timed window in seconds (default 15; at least --duration).")] = None,
+    ci_target: Annotated[Optional[float], typer.Option("--ci-target", help="Stop a trial once its p50's 95% interval is within this relative half-width (default 0.01: +-1%).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Short trials for smoke tests and CI (records flagged when too short).")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one run folder per invocation.")] = Path("results"),
     instance: Annotated[Optional[str], typer.Option("--instance", help="Instance type this machine is, e.g. c7i.xlarge (used for pricing).")] = None,
@@ -173,7 +196,7 @@ def profile(
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
                  concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
-                 allow_emulated=allow_emulated)
+                 allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be positive")
     if resume is not None:
