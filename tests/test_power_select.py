@@ -7,12 +7,12 @@ import pytest
 from hwbench.gpu_info import nvidia_problem
 from hwbench.power import select
 from hwbench.power.base import EnergyReading, NullMeter, PowerMeter
-from hwbench.power.estimate import cpu_model_name, lookup_tdp
+from hwbench.power.estimate import tdp_basis
 from hwbench.power.rapl import rapl_problem
 from hwbench.schema import POWER_METHODS, TrialRecord
 
 NO_RAPL = rapl_problem() is not None
-CPU_UNKNOWN = lookup_tdp(cpu_model_name()) is None
+CPU_UNKNOWN = isinstance(tdp_basis(None), str)  # neither in the TDP table by name nor by family
 
 
 def reading(energy_j: float, duration_s: float, method: str = "rapl") -> EnergyReading:
