@@ -278,9 +278,9 @@ def _label_given_and_assumed(out: pd.DataFrame, is_given: np.ndarray, priced: np
     assumed = priced & ~is_given & np.array([isinstance(t, str) and t.startswith("assumed") for t in source_text], dtype=bool)
     if not (is_given.any() or assumed.any()):
         return out
-    basis = out["price_basis"].astype(object).to_numpy()
-    as_of = out["price_as_of"].astype(object).to_numpy()
-    source = out["price_source"].astype(object).to_numpy()
+    basis = np.array(out["price_basis"].astype(object).to_numpy(), dtype=object)  # writable copies
+    as_of = np.array(out["price_as_of"].astype(object).to_numpy(), dtype=object)
+    source = np.array(out["price_source"].astype(object).to_numpy(), dtype=object)
     if is_given.any():
         notes = out["price_note"].astype(object).to_numpy()[is_given]
         basis[is_given] = [f"given: {n}" if isinstance(n, str) and n.strip() else "given" for n in notes]

@@ -99,6 +99,11 @@ PROFILE_CASES = {
     "absurd batch": (["{model}", "--batch", "1000000"], "batch size 1000000 is absurd"),
     "non-integer batch": (["{model}", "--batch", "8x"], "batch size '8x' is not an integer"),
     "zero timeout": (["{model}", "--timeout", "0"], "--timeout must be positive"),
+    "negative price": (["{model}", "--usd-per-hour", "-1"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "nan price": (["{model}", "--usd-per-hour", "nan"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "inf price": (["{model}", "--usd-per-hour", "inf"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "zero price": (["{model}", "--usd-per-hour", "0"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "price note without a price": (["{model}", "--price-note", "my lab box"], "--price-note describes a --usd-per-hour price"),
     "output under a regular file": (["{model}", "--out", "{tmp}/file.txt/sub"], "cannot write to output folder"),
     "output under /proc": (["{model}", "--out", "/proc/hwbench-test"], "cannot write to output folder"),
 }
