@@ -205,3 +205,20 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path) -> None:
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("hwbench: error:") and message in lines[0], (args, proc.stderr)
+
+
+def test_given_price_end_to_end_profile_then_frontier_and_export(tmp_path: Path, wide_console: Any) -> None:
+    """`profile --usd-per-hour --price-note` records the price; `frontier` prices from it and says so."""
+    out_dir = tmp_path / "runs"
+    prof = invoke("profile", "mlp-tiny", "--adapter", "null", "--batch", "1", "--precision", "fp32", "--quick",
+                  "--no-accuracy", "--out", str(out_dir), "--usd-per-hour", "0.05", "--price-note", "lab box, 3-year TCO",
+                  "--json")
+    assert prof.exit_code == 0, prof.output
+    export_path = tmp_path / "f.json"
+    out = invoke("frontier", str(out_dir), "--export", str(export_path), "--include-inaccurate")
+    assert out.exit_code == 0, out.output
+    assert "(given)" in out.output and "given: lab box, 3-year TCO" in out.output
+    doc = json.loads(export_path.read_text())
+    assert doc["points"], out.output
+    assert {p["price_basis"] for p in doc["points"]} == {"given: lab box, 3-year TCO"}
+    assert all(p["price_usd_per_hour"] == pytest.approx(0.05) for p in doc["points"])

@@ -138,3 +138,20 @@ def test_tdp_basis_follows_the_cpu_family() -> None:
     assert not isinstance(spr, str) and spr.tdp_w * spr.share == pytest.approx(6.25)  # 350 W x 2/112
     assert isinstance(estimate.tdp_basis(None, cpu_name="AMD EPYC", cpu_family=("AWS", "Graviton3")), str)
     assert isinstance(estimate.tdp_basis(None, cpu_name="AMD EPYC", cpu_family=None), str)
+
+
+def test_every_record_carries_the_resolution() -> None:
+    from dataclasses import asdict
+
+    from hwbench.settings import SweepConfig
+    from hwbench.trial import Trial, TrialContext, base_record
+
+    res = resolve_instance("c7i.large", load_builtin(), identify_cpu(ZEN3), 2, Dmi())
+    ctx = TrialContext(run_id="r", config=SweepConfig(instance_type="c7i.large"), cpu_model="AMD EPYC", hostname="h",
+                       cache_dir="/tmp", instance=asdict(res))
+    rec = base_record(Trial("m", "null", "fp32", 1), None, ctx)
+    assert (rec.instance_type, rec.instance_type_source) == ("c7i.large", GIVEN)
+    assert rec.warnings == list(res.warnings) and "this host is AMD Zen 3" in rec.warnings[0]
+    bare = base_record(Trial("m", "null", "fp32", 1), None, TrialContext(
+        run_id="r", config=SweepConfig(instance_type=AUTO), cpu_model="x", hostname="h", cache_dir="/tmp"))
+    assert bare.instance_type is None  # "auto" itself is never recorded as a type

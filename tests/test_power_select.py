@@ -34,7 +34,7 @@ def test_available_meters_lists_every_method_with_a_reason() -> None:
         assert "powercap" in rows[0][1] or "RAPL" in rows[0][1] or "permission" in rows[0][1]
 
 
-@pytest.mark.skipif(not (NO_RAPL and CPU_UNKNOWN), reason="this machine has RAPL or a CPU in the TDP table")
+@pytest.mark.skipif(not (NO_RAPL and CPU_UNKNOWN), reason="this machine has RAPL or a CPU in the TDP table (by name or family)")
 def test_cpu_without_counter_or_known_tdp_records_none_and_says_why() -> None:
     choice = select.select_meter("cpu")
     assert isinstance(choice.meter, NullMeter) and choice.method == "none"
