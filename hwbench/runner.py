@@ -332,8 +332,9 @@ class SweepRunner:
         from hwbench.prices import load_builtin
 
         c = self.config
-        res = resolve_instance(c.instance_type, load_builtin(), cpu_identity(), int(fp.get("cores_logical") or fp.get("cpu_affinity") or 1),
-                               read_dmi(), usd_per_hour=c.usd_per_hour, price_note=c.price_note)
+        vcpus = int(fp.get("cores_logical") or fp.get("cpu_affinity") or 1)  # the machine's vCPUs, as an instance counts them
+        res = resolve_instance(c.instance_type, load_builtin(), cpu_identity(), vcpus, read_dmi(),
+                               usd_per_hour=c.usd_per_hour, price_note=c.price_note)
         self.notes.extend(n for n in res.notes if n not in self.notes)
         return asdict(res)
 
