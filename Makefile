@@ -8,12 +8,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-slow bench clean
 
-# This VM exposes no power counter (no RAPL, no NVML) and reports its CPU only as
-# "Intel(R) Xeon(R) Processor", so energy can only be ESTIMATED from a TDP given by hand.
-# Basis: a 2-vCPU slice of a Sapphire Rapids package, taking the Xeon Platinum 8480+
-# (350 W, 112 hardware threads; Intel ARK) as the reference: 350 x 2/112 = 6.25 W.
-# Records label it power_method=estimate-tdp. Override: make demo DEMO_TDP_W=...
-DEMO_TDP_W ?= 6.25
+# Pricing and energy on a VM that says little about itself (no DMI instance type, no RAPL):
+# --instance auto detects the EC2 instance type from DMI where the host says it, and otherwise
+# ASSUMES the catalog's instance type with this host's CPU vendor+family and vCPU count (a 2-vCPU
+# AMD Zen 3 host: c6a.large; a 2-vCPU Sapphire Rapids host: c7i.large); the run notes, every
+# record and the frontier say it was assumed. Energy is ESTIMATED (power_method=estimate-tdp)
+# from the TDP of the host family's reference part, scaled by threads (Zen 3: EPYC 7763,
+# 280 W / 128 threads; Sapphire Rapids: Xeon Platinum 8480+, 350 W / 112 threads; vendor pages
+# cited in hwbench/power/estimate.py); the power_note states the basis. Override with
+# make demo DEMO_FLAGS="--instance c7i.large --tdp-w 6.25" or --usd-per-hour X --price-note TEXT.
+DEMO_FLAGS ?= --instance auto
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +29,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hwbench devices
-	$(BIN)/hwbench profile resnet50 --out results --tdp-w $(DEMO_TDP_W)
+	$(BIN)/hwbench profile resnet50 --out results $(DEMO_FLAGS)
 	$(BIN)/hwbench frontier results
 
 test: $(STAMP)

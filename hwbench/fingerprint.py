@@ -43,6 +43,14 @@ def cpu_model() -> str:
     return info.get("model name") or platform.processor() or platform.machine()
 
 
+def cpu_identity() -> Any:
+    """This host's CPU vendor and microarchitecture family (hwbench.hostcpu.CpuIdentity)."""
+    from hwbench.hostcpu import identify_cpu
+    from hwbench.instance import read_dmi
+
+    return identify_cpu(_cpuinfo(), read_dmi().sys_vendor)
+
+
 def cpu_flags() -> list[str]:
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
@@ -97,10 +105,14 @@ def host_fingerprint(with_accelerators: bool = True) -> dict[str, Any]:
     import psutil
 
     mem = psutil.virtual_memory().total
+    cpu = cpu_identity()
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_flags": cpu_flags(),
+        "cpu_vendor": cpu.vendor,  # "AMD", "Intel", "AWS"; None when the table does not know the numbers
+        "cpu_family": cpu.family,  # "Zen 3", "Sapphire Rapids", "Graviton3"
+        "cpu_id": cpu.cpuid,  # the raw numbers: "AuthenticAMD family 25 model 1"
         "cores_physical": psutil.cpu_count(logical=False),
         "cores_logical": psutil.cpu_count(logical=True),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

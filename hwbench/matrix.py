@@ -6,6 +6,12 @@ priced from the catalog by its instance type, charged k/n of the instance when i
 n accelerators; a point whose instance type the catalog does not know is reported and left
 without cost, never priced by guess. Every price carries its date and source.
 
+A record that carries its own price (`hwbench profile --usd-per-hour X --price-note TEXT`) is
+priced from that figure, whatever its instance type, with the basis "given: TEXT" and the
+run's date. A record whose instance type was ASSUMED (`--instance auto` on a host that does
+not say what it is) is priced from the catalog, and its basis says so; a record left without
+an instance type by `--instance auto` is listed as unpriced with the reason it carries.
+
     cost_usd_per_1m   = $/hour / (throughput_sps x 3600) x 10^6   (at full utilisation)
     energy_usd_per_1m = J/inference x 10^6 / 3.6e6 J/kWh x $/kWh
 """
@@ -28,8 +34,10 @@ _KEEP = (
     "run_id", "trial_id", "model", "model_sha256", "adapter", "device", "precision", "precision_effective",
     "batch_size", "scenario", "concurrency", "latency_p50_ms", "latency_p99_ms", "throughput_sps",
     "accuracy_ok", "energy_j_per_inference", "avg_power_w", "power_method", "accelerator",
-    "accelerators_used", "instance_type", "host",
+    "accelerators_used", "instance_type", "host", "instance_type_source", "price_usd_per_hour", "price_note", "started_at",
 )
+_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note")  # schema 2: absent from hand-built frames
+GIVEN_SOURCE = "--usd-per-hour (given for the machine at run time)"
 
 
 @dataclass
@@ -224,6 +232,18 @@ def _apply_prices(points: pd.DataFrame, catalog: PriceCatalog, price_kind: str) 
     share_pair = np.where(count > 0, np.where(np.isnan(used), count, used) * 1000 + count, 0).astype(np.int64)
     pair_codes, pairs = pd.factorize(share_pair)
     label_codes, share_labels = pd.factorize(np.array([f"{p // 1000}/{p % 1000}" if p else "1/1" for p in pairs] or ["1/1"], dtype=object))
+    source_text = _text_column(points["instance_type_source"].astype(object))
+    given = pd.to_numeric(points["price_usd_per_hour"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    is_given = np.isfinite(given) & (given > 0)
+    not_resolved = ~is_given & (codes == len(names)) & np.array([isinstance(t, str) and t.startswith("not priced")
+                                                                  for t in source_text], dtype=bool)
+    if is_given.any() or not_resolved.any():
+        reason = np.where(not_resolved, source_text, reason)
+        reason = np.where(is_given, None, reason)
+        hourly = np.where(is_given, given, hourly)
+        priced = pd.isna(reason)
+        slot = np.where(priced & ~is_given, codes, len(names))
+        basis_slot = np.where(is_given, len(names), basis_slot)
     thr = pd.to_numeric(points["throughput_sps"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     out = points.assign(
         price_usd_per_hour=hourly,
@@ -233,13 +253,42 @@ def _apply_prices(points: pd.DataFrame, catalog: PriceCatalog, price_kind: str) 
         price_source=_categorical(slot, list(table["source"]) + [None]),
         cost_usd_per_1m=cost_usd_per_1m(hourly, thr),
     )
+    out = _label_given_and_assumed(out, is_given, priced, source_text, price_kind)
     missing = out.loc[~priced, ["instance_type", "host"]].assign(reason=reason[~priced])
     no_type = missing["instance_type"].isna() | (missing["instance_type"] == "")
     missing["instance_type"] = missing["instance_type"].where(~no_type, "(host " + missing["host"].astype("str") + ")")
     unpriced = missing.groupby(["instance_type", "reason"], sort=True).size().reset_index(name="points")
-    seen = {names[c] for c in np.unique(codes[priced])}
+    seen = {names[c] for c in np.unique(codes[priced & ~is_given])}
     prices_used = table[table["instance_type"].isin(seen)][["instance_type", "usd_per_hour", "basis", "as_of", "source", "origin"]]
+    if is_given.any():
+        mine = out.loc[is_given, ["instance_type", "host", "price_usd_per_hour", "price_basis", "price_as_of"]].astype(object)
+        label = mine["instance_type"].where(mine["instance_type"].notna() & (mine["instance_type"] != ""), "(host " + mine["host"].astype(str) + ")")
+        rows = pd.DataFrame({"instance_type": label, "usd_per_hour": given[is_given], "basis": mine["price_basis"],
+                             "as_of": mine["price_as_of"], "source": GIVEN_SOURCE, "origin": "record"}).drop_duplicates()
+        prices_used = pd.concat([prices_used, rows], ignore_index=True)
     return out, unpriced, prices_used.reset_index(drop=True)
+
+
+def _label_given_and_assumed(out: pd.DataFrame, is_given: np.ndarray, priced: np.ndarray, source_text: np.ndarray,
+                             price_kind: str) -> pd.DataFrame:
+    """Price text for points priced from a given figure ("given: NOTE") or an assumed instance type.
+
+    Only touched when such points exist, so a catalog-only matrix keeps its compact columns.
+    """
+    assumed = priced & ~is_given & np.array([isinstance(t, str) and t.startswith("assumed") for t in source_text], dtype=bool)
+    if not (is_given.any() or assumed.any()):
+        return out
+    basis = np.array(out["price_basis"].astype(object).to_numpy(), dtype=object)  # writable copies
+    as_of = np.array(out["price_as_of"].astype(object).to_numpy(), dtype=object)
+    source = np.array(out["price_source"].astype(object).to_numpy(), dtype=object)
+    if is_given.any():
+        notes = out["price_note"].astype(object).to_numpy()[is_given]
+        basis[is_given] = [f"given: {n}" if isinstance(n, str) and n.strip() else "given" for n in notes]
+        as_of[is_given] = [str(t)[:10] if isinstance(t, str) and t else None for t in out["started_at"].to_numpy(dtype=object)[is_given]]
+        source[is_given] = GIVEN_SOURCE
+    if assumed.any():
+        basis[assumed] = [f"{b}; {t}" for b, t in zip(basis[assumed], source_text[assumed])]
+    return out.assign(price_basis=pd.Categorical(basis), price_as_of=pd.Categorical(as_of), price_source=pd.Categorical(source))
 
 
 def _reasons(frame: pd.DataFrame) -> pd.Series:
@@ -279,6 +328,9 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
             raise UsageError(f"no results for model {', '.join(unknown)}; the results hold {', '.join(sorted(present))}")
         records = records[records["model"].isin(wanted)]
     records = records.reset_index(drop=True)
+    missing_cols = [c for c in _OPTIONAL if c not in records.columns]
+    if missing_cols:
+        records = records.assign(**{c: None for c in missing_cols})
     notes = check_merge(records, allow_mixed)
     hw_codes, hw_labels = hardware_codes(records)
     hw_labels = _dedup(hw_labels)
@@ -304,6 +356,7 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
         energy_usd_per_1m=energy_usd_per_1m(energy, catalog.electricity.usd_per_kwh) if catalog.electricity else np.nan,
     )
     notes.extend(_precision_notes(points))
+    notes.extend(_assumption_notes(points))
     return Matrix(points=points, invalid=invalid, inaccurate=inaccurate, unpriced=unpriced, prices_used=prices_used,
                   electricity=catalog.electricity, price_kind=price_kind, notes=notes)
 
@@ -317,3 +370,13 @@ def _precision_notes(points: pd.DataFrame) -> list[str]:
     return [f"{model}: points differ in precision ({', '.join(sorted(map(str, p)))}); compare accuracy as well as speed"
             for model, p in per_model.items() if len(p) > 1]
 
+
+def _assumption_notes(points: pd.DataFrame) -> list[str]:
+    """One note per distinct assumed instance type: the price is only as good as the assumption."""
+    src = points["instance_type_source"].astype(object)
+    assumed = src.map(lambda t: isinstance(t, str) and t.startswith("assumed")).to_numpy(dtype=bool)
+    priced = pd.to_numeric(points["price_usd_per_hour"], errors="coerce").notna().to_numpy()
+    counts = src[assumed & priced].value_counts(sort=False)
+    return [f"{n} point(s) priced by an ASSUMED instance type ({text}): measure on the instance itself, "
+            "or pass --instance TYPE / --usd-per-hour X, to price this machine for certain"
+            for text, n in sorted(counts.items())]

@@ -22,6 +22,10 @@ line, separated by ";"; a real file has one key per line:
     vcpus = 4;  on_demand_usd_per_hour = 0.526;  spot_usd_per_hour = 0.21  # spot optional
     as_of = 2025-11-30;  source = "https://aws.amazon.com/ec2/pricing/on-demand/"
 
+    [instances."c6a.large"]                  # a CPU instance: cpu_vendor and cpu_family optional
+    provider = "aws";  accelerator_count = 0;  vcpus = 2;  cpu_vendor = "AMD";  cpu_family = "Zen 3"
+    on_demand_usd_per_hour = 0.0765;  as_of = 2026-01-19;  source = "..."
+
     [instances.lab-a100]                     # on-premises, by total cost of ownership
     provider = "on-prem";  accelerator = "A100-80GB";  accelerator_count = 4
     capital_usd = 90000;  lifetime_years = 4;  power_w = 2400   # or power_w = "measured"
@@ -31,6 +35,11 @@ An entry overriding a built-in name keeps the descriptive fields it does not res
 (provider, accelerators, vCPUs) but must give its own price, as_of and source. Unknown
 fields, negative prices, a PUE below 1 and missing dates or sources are refused, all
 problems in one message.
+
+cpu_vendor and cpu_family name the instance's processor as hwbench.hostcpu names a host's
+("AMD" "Zen 3", "Intel" "Sapphire Rapids", "AWS" "Graviton3"); they are given together or not
+at all. `hwbench profile --instance auto` assumes the catalog type with this host's CPU and
+vCPU count, and a given --instance whose CPU differs from the host's is warned about.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ SPOT = "spot"
 TCO = "tco"
 POWER_MEASURED = "measured"
 
-_DESCRIPTIVE = ("provider", "region", "accelerator", "accelerator_count", "vcpus", "note")
+_DESCRIPTIVE = ("provider", "region", "accelerator", "accelerator_count", "vcpus", "cpu_vendor", "cpu_family", "note")
 _CLOUD_PRICE = ("on_demand_usd_per_hour", "spot_usd_per_hour")
 _TCO_FIELDS = ("capital_usd", "lifetime_years", "power_w", "usd_per_kwh", "pue")
 _ATTRIBUTION = ("as_of", "source")
@@ -114,6 +123,8 @@ class Price:
     tco: Tco | None = None
     note: str | None = None
     origin: str = BUILTIN_ORIGIN  # "built-in" or the user file it came from
+    cpu_vendor: str | None = None  # "AMD", "Intel", "AWS": as hwbench.hostcpu names a host's CPU
+    cpu_family: str | None = None  # "Zen 3", "Sapphire Rapids", "Graviton3"
 
     @property
     def basis(self) -> str:
@@ -240,11 +251,16 @@ def _parse_instance(name: str, raw: Mapping[str, Any], origin: str, problems: li
     provider = _text(raw, "provider", where, problems) or ("on-prem" if tco_keys else "unknown")
     region = _text(raw, "region", where, problems)
     note = _text(raw, "note", where, problems)
+    cpu_vendor = _text(raw, "cpu_vendor", where, problems)
+    cpu_family = _text(raw, "cpu_family", where, problems)
+    if ("cpu_vendor" in raw) != ("cpu_family" in raw):
+        problems.append(f"{where}: cpu_vendor and cpu_family go together (give both, e.g. \"AMD\" and \"Zen 3\")")
     if len(problems) > before or unknown:
         return None
     return Price(name=name, provider=provider, as_of=as_of, source=source or "", region=region,
                  accelerator=accelerator, accelerator_count=count, vcpus=vcpus, on_demand_usd_per_hour=on_demand,
-                 spot_usd_per_hour=spot, tco=tco, note=note, origin=origin)
+                 spot_usd_per_hour=spot, tco=tco, note=note, origin=origin,
+                 cpu_vendor=cpu_vendor, cpu_family=cpu_family)
 
 
 def _raw_of(price: Price) -> dict[str, Any]:

@@ -269,7 +269,8 @@ class SweepRunner:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "hwbench_version": __version__,
             "schema_version": SCHEMA_VERSION,
-            "instance_type": self.config.instance_type,
+            "instance_type": self.instance.get("instance_type"),
+            "instance": self.instance,
             "host": fp,
             "requested": self.config.to_dict(),
             "adapters": {a: {"probe": self._probe(a).__dict__, "source": registry.info(a).source} for a in adapters},
@@ -285,6 +286,7 @@ class SweepRunner:
     # -- the sweep ----------------------------------------------------------------
     def run(self) -> SweepResult:
         fp = host_fingerprint()
+        self.instance = self._resolve_instance(fp)
         adapters, missing = self._adapters()
         if not adapters:
             raise UsageError("no adapter can run here; see `hwbench devices`")
@@ -321,20 +323,35 @@ class SweepRunner:
             self.writer.write_manifest(manifest)
         return SweepResult(self.run_dir, load_run_records(self.run_dir), interrupted, self.notes)
 
+    def _resolve_instance(self, fp: dict[str, Any]) -> dict[str, Any]:
+        """The run's instance type, its source and any given price, once per sweep (hwbench.instance)."""
+        from dataclasses import asdict
+
+        from hwbench.fingerprint import cpu_identity
+        from hwbench.instance import read_dmi, resolve_instance
+        from hwbench.prices import load_builtin
+
+        c = self.config
+        vcpus = int(fp.get("cores_logical") or fp.get("cpu_affinity") or 1)  # the machine's vCPUs, as an instance counts them
+        res = resolve_instance(c.instance_type, load_builtin(), cpu_identity(), vcpus, read_dmi(),
+                               usd_per_hour=c.usd_per_hour, price_note=c.price_note)
+        self.notes.extend(n for n in res.notes if n not in self.notes)
+        return asdict(res)
+
     def _context(self, adapter: str, references: dict[str, str | None], trial: Trial, idle: dict[str, Any], fp: dict[str, Any]) -> TrialContext:
         kind = registry.load(adapter).device_kind
         idle_w, idle_method = idle.get(kind, (None, None))
         return TrialContext(
             run_id=self.run_id, config=self.config, cpu_model=fp["cpu_model"], hostname=fp["hostname"],
             cache_dir=str(self._cache_dir()), reference_npz=references.get(trial.model),
-            idle_power_w=idle_w, idle_power_method=idle_method,
+            idle_power_w=idle_w, idle_power_method=idle_method, instance=self.instance,
         )
 
     def _run_one(self, trial: Trial, spec: ModelSpec, missing: dict[str, str], references: dict[str, str | None],
                  idle: dict[str, Any], fp: dict[str, Any]) -> TrialRecord:
         if trial.adapter in missing:  # its module may not even import: no context from it
             stub = TrialContext(run_id=self.run_id, config=self.config, cpu_model=fp["cpu_model"],
-                                hostname=fp["hostname"], cache_dir=str(self._cache_dir()))
+                                hostname=fp["hostname"], cache_dir=str(self._cache_dir()), instance=self.instance)
             rec = base_record(trial, spec, stub)
             rec.status, rec.error = STATUS_UNSUPPORTED, missing[trial.adapter]
             self.writer.write_trial(rec)

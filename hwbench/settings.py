@@ -63,7 +63,9 @@ class SweepConfig:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
     dims: dict[str, int] = field(default_factory=dict)  # non-batch dynamic dims, e.g. {"sequence": 128}
-    instance_type: str | None = None
+    instance_type: str | None = None  # a type, "auto" (detect, else assume; hwbench.instance), or None
+    usd_per_hour: float | None = None  # a price given for this machine (priced as "given: price_note")
+    price_note: str | None = None
     trial_timeout_s: float = 900.0
     threads: int = 0  # 0: runtime default
     device: str = ""  # adapter device selector

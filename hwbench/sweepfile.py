@@ -113,6 +113,9 @@ def text(max_len: int = 200, allow_empty: bool = False) -> Check:
     return check
 
 
+USD_PER_HOUR = number(0.0, 10000.0, "a price in USD per hour above 0 and up to 10000", lo_open=True)  # flag and key alike
+
+
 def boolean(v: Any) -> tuple[Any, str | None]:
     if not isinstance(v, bool):
         return v, f"expected true or false, got {_kind(v)} {_show(v)}"
@@ -264,6 +267,8 @@ def _top_fields(r: _Reader) -> dict[str, Callable[[str, Any], Any]]:
         "device": scalar(text(allow_empty=True)),
         "concurrency": scalar(integer(0, 4096, "an integer from 0 (tuned) to 4096")),
         "tdp_w": scalar(number(0.0, 5000.0, "a power in watts above 0 and up to 5000", lo_open=True)),
+        "usd_per_hour": scalar(USD_PER_HOUR),
+        "price_note": scalar(text()),
         "memory_limit_mb": scalar(_memory_limit),
         "idle_power_s": scalar(number(0.0, 3600.0, "a duration in seconds from 0 (off) up to 3600")),
         "allow_emulated": scalar(boolean),

@@ -65,6 +65,19 @@ class TrialContext:
     reference_npz: str | None = None
     idle_power_w: float | None = None
     idle_power_method: str | None = None
+    instance: dict[str, Any] | None = None  # the sweep's hwbench.instance.InstanceResolution, as a dict
+
+
+def _instance_columns(ctx: TrialContext) -> dict[str, Any]:
+    """instance_type and its source, a given price, and host-mismatch warnings for every record."""
+    inst = ctx.instance
+    if inst is None:  # no resolution (a context built by hand): the setting as given, "auto" unresolved
+        given = ctx.config.instance_type
+        return {"instance_type": None if given == "auto" else given,
+                "instance_type_source": "given" if given and given != "auto" else None}
+    return {"instance_type": inst.get("instance_type"), "instance_type_source": inst.get("source"),
+            "price_usd_per_hour": inst.get("usd_per_hour"), "price_note": inst.get("price_note"),
+            "warnings": list(inst.get("warnings") or [])}
 
 
 def base_record(trial: Trial, spec: ModelSpec | None, ctx: TrialContext) -> TrialRecord:
@@ -79,10 +92,10 @@ def base_record(trial: Trial, spec: ModelSpec | None, ctx: TrialContext) -> Tria
         batch_size=trial.batch_size,
         scenario=trial.scenario,
         input_shapes=json.dumps(spec.input_shapes(trial.batch_size)) if spec else "{}",
-        instance_type=ctx.config.instance_type,
         host=ctx.hostname,
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         hwbench_version=__version__,
+        **_instance_columns(ctx),
     )
 
 
@@ -218,6 +231,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
                           stop_reason=m.stop_reason)
         for k, v in stats.items():
             setattr(rec, k, v)
+        rec.warnings = list(dict.fromkeys([*_instance_columns(ctx).get("warnings", []), *(rec.warnings or [])]))
         rec.concurrency = m.concurrency
         _apply_energy(rec, m.energy, m, ctx)
         eff = adapter.effective()

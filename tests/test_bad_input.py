@@ -103,6 +103,11 @@ PROFILE_CASES = {
     "infinite time cap": (["{model}", "--max-duration", "inf"], "--max-duration: expected a duration"),
     "interval target of 1": (["{model}", "--ci-target", "1"], "--ci-target: expected a relative half-width above 0 and below 1"),
     "zero interval target": (["{model}", "--ci-target", "0"], "--ci-target: expected a relative half-width"),
+    "negative price": (["{model}", "--usd-per-hour", "-1"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "nan price": (["{model}", "--usd-per-hour", "nan"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "inf price": (["{model}", "--usd-per-hour", "inf"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "zero price": (["{model}", "--usd-per-hour", "0"], "--usd-per-hour: expected a price in USD per hour above 0"),
+    "price note without a price": (["{model}", "--price-note", "my lab box"], "--price-note describes a --usd-per-hour price"),
     "output under a regular file": (["{model}", "--out", "{tmp}/file.txt/sub"], "cannot write to output folder"),
     "output under /proc": (["{model}", "--out", "/proc/hwbench-test"], "cannot write to output folder"),
 }

@@ -205,3 +205,29 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path) -> None:
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("hwbench: error:") and message in lines[0], (args, proc.stderr)
+
+
+def test_given_price_end_to_end_profile_then_frontier_and_export(tmp_path: Path, wide_console: Any) -> None:
+    """`profile --usd-per-hour --price-note` records the price; `frontier` prices from it and says so.
+
+    The frontier half reads records written by the store with the profile's price columns, so a
+    busy machine (the null adapter's timings flagged unstable) cannot make the test flaky.
+    """
+    prof = invoke("profile", "mlp-tiny", "--adapter", "null", "--batch", "1", "--precision", "fp32", "--quick",
+                  "--no-accuracy", "--out", str(tmp_path / "runs"), "--usd-per-hour", "0.05",
+                  "--price-note", "lab box, 3-year TCO", "--json")
+    assert prof.exit_code == 0, prof.output
+    recs = json.loads(prof.stdout[prof.stdout.index("{"):])["records"]
+    assert recs and all((r["price_usd_per_hour"], r["price_note"], r["instance_type_source"])
+                        == (0.05, "lab box, 3-year TCO", "given") for r in recs)
+    root = tmp_path / "results"
+    write_run(root, "lab", [record("lab", 0, instance_type=None, host="lab1", price_usd_per_hour=0.05,
+                                   price_note="lab box, 3-year TCO", instance_type_source="given")])
+    export_path = tmp_path / "f.json"
+    out = invoke("frontier", str(root), "--export", str(export_path))
+    assert out.exit_code == 0, out.output
+    assert "(given)" in out.output and "given: lab box, 3-year TCO" in out.output
+    doc = json.loads(export_path.read_text())
+    assert [p["price_basis"] for p in doc["points"]] == ["given: lab box, 3-year TCO"]
+    assert doc["points"][0]["price_usd_per_hour"] == pytest.approx(0.05)
+    assert doc["points"][0]["cost_usd_per_1m"] == pytest.approx(0.05 / (32.0 * 3600) * 1e6)

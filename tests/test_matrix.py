@@ -183,3 +183,39 @@ def test_perf_per_watt_is_items_per_joule() -> None:
     est = one(points, batch_size=8)
     assert est.items_per_j == pytest.approx(2.0) and bool(est.energy_estimated)
     assert pd.isna(one(points, batch_size=4).items_per_j)
+
+
+def test_given_price_is_used_with_its_basis() -> None:
+    df = frame(
+        rec(instance_type=None, host="lab1", price_usd_per_hour=0.05, price_note="lab box, 3-year TCO",
+            instance_type_source="given", throughput_sps=500.0, started_at="2026-03-04T10:00:00Z"),
+        rec(instance_type="c7i.large", price_usd_per_hour=0.2, instance_type_source="given", throughput_sps=100.0,
+            batch_size=8),  # a given figure wins over the catalog's
+        rec(instance_type="c7i.large", throughput_sps=100.0, batch_size=4),
+    )
+    m = build_matrix(df, load_builtin())
+    lab = one(m.points, host="lab1")
+    assert lab["price_usd_per_hour"] == pytest.approx(0.05)
+    assert lab["cost_usd_per_1m"] == pytest.approx(0.05 / (500 * 3600) * 1e6)
+    assert lab["price_basis"] == "given: lab box, 3-year TCO" and lab["price_as_of"] == "2026-03-04"
+    assert one(m.points, batch_size=8)["price_usd_per_hour"] == pytest.approx(0.2)
+    assert one(m.points, batch_size=8)["price_basis"] == "given"
+    catalog_priced = one(m.points, batch_size=4)
+    assert catalog_priced["price_usd_per_hour"] == pytest.approx(0.08925) and catalog_priced["price_basis"] == "on-demand"
+    assert m.unpriced.empty
+    given_rows = m.prices_used[m.prices_used["origin"] == "record"]
+    assert set(given_rows["basis"]) == {"given: lab box, 3-year TCO", "given"}
+    assert "(host lab1)" in set(given_rows["instance_type"])
+
+
+def test_assumed_instance_is_priced_and_said_so_and_unresolved_says_why() -> None:
+    assumed = "assumed: c6a.large is the catalog's 2-vCPU type with this host's CPU (AMD Zen 3); not detected"
+    why = "not priced: no instance type in the price catalog has this host's CPU (AMD Zen 3) and 3 vCPUs"
+    df = frame(rec(instance_type="c6a.large", instance_type_source=assumed, throughput_sps=100.0),
+               rec(instance_type=None, host="odd", instance_type_source=why, batch_size=8))
+    m = build_matrix(df, load_builtin())
+    p = one(m.points, batch_size=1)
+    assert p["price_usd_per_hour"] == pytest.approx(0.0765)
+    assert p["price_basis"] == f"on-demand; {assumed}"
+    assert any("ASSUMED" in n and assumed in n for n in m.notes)
+    assert list(m.unpriced["reason"]) == [why]

@@ -140,3 +140,25 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_catalog([tmp_path / "nope.toml"])
+
+
+def test_cpu_instances_name_their_cpu_and_the_fields_go_together(tmp_path: Path) -> None:
+    catalog = load_builtin()
+    assert (catalog.get("c7i.large").cpu_vendor, catalog.get("c7i.large").cpu_family) == ("Intel", "Sapphire Rapids")
+    c6a = catalog.get("c6a.large")
+    assert (c6a.cpu_vendor, c6a.cpu_family, c6a.vcpus, c6a.on_demand_usd_per_hour) == ("AMD", "Zen 3", 2, 0.0765)
+    assert c6a.as_of == "2026-01-19" and "karpenter" in c6a.source
+    for p in catalog.prices.values():
+        assert (p.cpu_vendor is None) == (p.cpu_family is None), p.name
+    half = write(tmp_path, '[instances."x.large"]\nvcpus = 2\ncpu_vendor = "AMD"\non_demand_usd_per_hour = 0.1\n'
+                           'as_of = 2026-01-01\nsource = "quote"\n')
+    with pytest.raises(ConfigError, match="cpu_vendor and cpu_family go together"):
+        load_catalog([half])
+    bad = write(tmp_path, '[instances."x.large"]\ncpu_vendor = 3\ncpu_family = "Zen 3"\non_demand_usd_per_hour = 0.1\n'
+                          'as_of = 2026-01-01\nsource = "quote"\n', "bad.toml")
+    with pytest.raises(ConfigError, match="cpu_vendor must be a non-empty string"):
+        load_catalog([bad])
+    # an override keeps the CPU it does not restate
+    override = write(tmp_path, '[instances."c6a.large"]\non_demand_usd_per_hour = 0.05\nas_of = 2026-02-01\n'
+                               'source = "negotiated"\n', "o.toml")
+    assert load_catalog([override]).get("c6a.large").cpu_family == "Zen 3"

@@ -50,6 +50,17 @@ def _energy(row: Any) -> str:
     return text + " (est.)" if text != "-" and row.energy_estimated else text
 
 
+def _price_cell(row: Any) -> str:
+    """$/hour with its k/n share and how the price is known, when not plainly from the catalog."""
+    text = _num(row.price_usd_per_hour, "{:.4g}")
+    if text == "-":
+        return text
+    share = "" if row.price_share in ("1/1", None) else f" ({row.price_share})"
+    basis = "" if _missing(row.price_basis) else str(row.price_basis)
+    how = " (given)" if basis.startswith("given") else " (assumed)" if "assumed:" in basis else ""
+    return text + share + how
+
+
 def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -> tuple[Table, int]:
     import pandas as pd
 
@@ -66,10 +77,9 @@ def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -
     if matrix.electricity is not None:
         table.add_column("energy $/1M", justify="right")
     for r in shown.itertuples(index=False):
-        share = "" if r.price_share in ("1/1", None) or _missing(r.price_usd_per_hour) else f" ({r.price_share})"
         cells = ["★" if r.on_frontier else "", escape(str(r.hardware)), escape(str(r.adapter)), _precision(r),
                  str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _num(r.latency_p99_ms), _rate(r.throughput_sps),
-                 _num(r.price_usd_per_hour, "{:.4g}") + share, _num(r.cost_usd_per_1m), _energy(r),
+                 _price_cell(r), _num(r.cost_usd_per_1m), _energy(r),
                  _num(r.items_per_j) + (" (est.)" if r.energy_estimated and not _missing(r.items_per_j) else "")]
         if matrix.electricity is not None:
             cells.append(_num(r.energy_usd_per_1m))

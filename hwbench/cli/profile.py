@@ -70,6 +70,18 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
     for key in ("instance_type", "threads", "device", "concurrency", "tdp_w", "trial_timeout_s"):
         if flags.get(key) is not None:
             changes[key] = flags[key]
+    if flags.get("usd_per_hour") is not None:
+        from hwbench.sweepfile import USD_PER_HOUR
+
+        changes["usd_per_hour"], problem = USD_PER_HOUR(flags["usd_per_hour"])
+        if problem:
+            raise UsageError(f"--usd-per-hour: {problem}")
+    if flags.get("price_note") is not None:
+        if flags.get("usd_per_hour") is None and base.usd_per_hour is None:
+            raise UsageError("--price-note describes a --usd-per-hour price; give the price too")
+        if not flags["price_note"].strip():
+            raise UsageError("--price-note must not be empty")
+        changes["price_note"] = flags["price_note"].strip()
     if flags["dim"]:
         changes["dims"] = {**base.dims, **_dims(flags["dim"])}
     measure = MeasureSettings.quick() if flags["quick"] else base.measure
@@ -178,7 +190,9 @@ def profile(
     ci_target: Annotated[Optional[float], typer.Option("--ci-target", help="Stop a trial once its p50's 95% interval is within this relative half-width (default 0.01: +-1%).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Short trials for smoke tests and CI (records flagged when too short).")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one run folder per invocation.")] = Path("results"),
-    instance: Annotated[Optional[str], typer.Option("--instance", help="Instance type this machine is, e.g. c7i.xlarge (used for pricing).")] = None,
+    instance: Annotated[Optional[str], typer.Option("--instance", help="Instance type this machine is, e.g. c7i.xlarge, or 'auto' (detect, else assume from the CPU; stated). Used for pricing.")] = None,
+    usd_per_hour: Annotated[Optional[float], typer.Option("--usd-per-hour", help="What an hour of this machine costs, for a machine you price yourself.")] = None,
+    price_note: Annotated[Optional[str], typer.Option("--price-note", help="Where the --usd-per-hour figure comes from (shown as the price basis).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A sweep file (TOML); flags override it.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Complete an interrupted run folder without redoing finished trials.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
@@ -196,7 +210,8 @@ def profile(
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
                  concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
-                 allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target)
+                 allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target,
+                 usd_per_hour=usd_per_hour, price_note=price_note)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be positive")
     if resume is not None:

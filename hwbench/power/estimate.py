@@ -5,7 +5,11 @@ The formula, deliberately simple and always labelled as an estimate:
     energy_j = tdp_w x share x utilisation x duration_s
 
 - tdp_w: the processor's TDP from the table below (vendor specification pages, each entry
-  names its source) or the user's --tdp-w (SweepConfig.tdp_w), which wins.
+  names its source) or the user's --tdp-w (SweepConfig.tdp_w), which wins. A processor that
+  is not in the table by name (cloud VMs report "AMD EPYC" or "Intel(R) Xeon(R) Processor")
+  but whose microarchitecture family hwbench.hostcpu identifies is estimated from that
+  family's REFERENCE part (FAMILY_REFERENCE: the family's top listed server part, per thread),
+  and the note names the family and the part: a basis, not this machine's own SKU.
 - share: for a table entry, logical CPUs visible here / hardware threads of one package
   (a 2-vCPU VM slice of a 112-thread package gets 2/112 of the TDP; a 2-socket host gets 2).
   This attributes package power in proportion to hardware threads: an assumption, named in
@@ -72,6 +76,23 @@ TDP_TABLE: tuple[TdpEntry, ...] = (
 )
 
 
+# (vendor, family) as hwbench.hostcpu names them -> the TDP_TABLE part that stands for the family.
+# Cloud-custom SKUs (EPYC 7R13 in C6a, Xeon 8488C in C7i) have no published TDP; the family's
+# top part gives a per-thread figure of the same silicon generation.
+FAMILY_REFERENCE: dict[tuple[str, str], str] = {
+    ("Intel", "Sapphire Rapids"): "Intel Xeon Platinum 8480+",
+    ("Intel", "Ice Lake"): "Intel Xeon Platinum 8380",
+    ("AMD", "Zen 3"): "AMD EPYC 7763",
+    ("AMD", "Zen 4"): "AMD EPYC 9654",
+}
+
+
+def family_reference(vendor: str | None, family: str | None) -> TdpEntry | None:
+    """The reference part for a CPU family, or None when the family has none."""
+    name = FAMILY_REFERENCE.get((vendor or "", family or ""))
+    return next((e for e in TDP_TABLE if e.name == name), None) if name else None
+
+
 def normalize_cpu_name(name: str) -> str:
     """'Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz' -> 'intel xeon platinum 8480+'."""
     s = name.lower()
@@ -124,21 +145,45 @@ class TdpBasis:
     source: str
 
 
-def tdp_basis(tdp_w: float | None = None, cpu_name: str | None = None, logical_cpus: int | None = None) -> TdpBasis | str:
-    """The basis for an estimate, or the reason there is none (unknown processor, no --tdp-w)."""
+def tdp_basis(tdp_w: float | None = None, cpu_name: str | None = None, logical_cpus: int | None = None,
+              cpu_family: tuple[str | None, str | None] | None = None) -> TdpBasis | str:
+    """The basis for an estimate, or the reason there is none (unknown processor, no --tdp-w).
+
+    cpu_family is (vendor, family) as hwbench.hostcpu names them; when cpu_name is None both
+    are read from this host, so a caller naming a processor must name its family too.
+    """
     if tdp_w is not None:
         if tdp_w <= 0:
             return f"--tdp-w must be positive, got {tdp_w}"
         return TdpBasis(tdp_w=float(tdp_w), share=1.0, source="--tdp-w (user-supplied)")
-    name = cpu_name if cpu_name is not None else cpu_model_name()
+    if cpu_name is None:
+        name = cpu_model_name()
+        if cpu_family is None:
+            from hwbench.fingerprint import cpu_identity
+
+            ident = cpu_identity()
+            cpu_family = (ident.vendor, ident.family)
+    else:
+        name = cpu_name
     entry = lookup_tdp(name)
-    if entry is None:
-        return f"processor {name!r} is not in hwbench's TDP table; pass --tdp-w to estimate energy"
     cpus = logical_cpus if logical_cpus is not None else (psutil.cpu_count() or 1)
+    if entry is not None:
+        return TdpBasis(
+            tdp_w=entry.tdp_w,
+            share=cpus / entry.threads,
+            source=f"{entry.name}, {entry.source}; share {cpus}/{entry.threads} hardware threads",
+        )
+    vendor, family = cpu_family or (None, None)
+    ref = family_reference(vendor, family)
+    if ref is None:
+        known = f" ({vendor} {family})" if vendor and family else ""
+        return (f"processor {name!r}{known} is not in hwbench's TDP table and its family has no reference part; "
+                "pass --tdp-w to estimate energy")
     return TdpBasis(
-        tdp_w=entry.tdp_w,
-        share=cpus / entry.threads,
-        source=f"{entry.name}, {entry.source}; share {cpus}/{entry.threads} hardware threads",
+        tdp_w=ref.tdp_w,
+        share=cpus / ref.threads,
+        source=(f"family reference: {name!r} is not in the table by name; this host's CPU is {vendor} {family}, "
+                f"whose reference part is the {ref.name} ({ref.source}); share {cpus}/{ref.threads} hardware threads"),
     )
 
 
