@@ -4,7 +4,8 @@ Warm-up first, then a timed loop that must meet BOTH a minimum iteration count
 and a minimum duration (capped by max_iters / max_duration_s). Every raw sample
 is kept. Nothing but the adapter's call sits between the two clock reads. An
 optional power meter opens its window around the timed loop, and the window is
-stretched to at least ten of the meter's update periods.
+stretched to at least ten of the meter's update periods. An optional activity probe
+(hwbench.hostactivity) snapshots the host's CPU counters just outside the same window.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwbench.adapter import ConcurrentRunner
+from hwbench.hostactivity import ActivityProbe, ActivityWindow
 from hwbench.power.base import EnergyReading, PowerMeter
 from hwbench.settings import MeasureSettings
 
@@ -33,6 +35,7 @@ class Measurement:
     capped: bool  # stopped at max_iters or max_duration_s
     warmup_iters: int
     energy: EnergyReading | None = None
+    activity: ActivityWindow | None = None  # the host's activity around the timed window
 
 
 def _min_window_ns(settings: MeasureSettings, meter: PowerMeter | None) -> int:
@@ -47,6 +50,7 @@ def measure_single_stream(
     settings: MeasureSettings,
     meter: PowerMeter | None = None,
     clock: Clock = time.perf_counter_ns,
+    activity: ActivityProbe | None = None,
 ) -> Measurement:
     """Time `run` one call at a time (the single-stream scenario)."""
     warm_end = clock() + int(settings.warmup_s * 1e9)
@@ -61,6 +65,8 @@ def measure_single_stream(
     max_ns = int(settings.max_duration_s * 1e9)
     samples: list[int] = []
     append = samples.append
+    if activity is not None:
+        activity.begin()
     if meter is not None:
         meter.begin()
     start = t1 = clock()
@@ -78,6 +84,7 @@ def measure_single_stream(
             capped = True
             break
     energy = meter.end() if meter is not None else None
+    host = activity.end() if activity is not None else None
     return Measurement(
         samples_ns=np.asarray(samples, dtype=np.int64),
         wall_s=(t1 - start) / 1e9,
@@ -86,6 +93,7 @@ def measure_single_stream(
         capped=capped,
         warmup_iters=warm,
         energy=energy,
+        activity=host,
     )
 
 
@@ -94,6 +102,7 @@ def measure_offline(
     settings: MeasureSettings,
     meter: PowerMeter | None = None,
     clock: Clock = time.perf_counter_ns,
+    activity: ActivityProbe | None = None,
 ) -> Measurement:
     """Keep `runner.concurrency` batches in flight (the offline scenario).
 
@@ -122,6 +131,8 @@ def measure_offline(
     submitted_at: dict[int, int] = {}
     samples: list[int] = []
     next_tag = 0
+    if activity is not None:
+        activity.begin()
     if meter is not None:
         meter.begin()
     start = now = clock()
@@ -149,6 +160,7 @@ def measure_offline(
                     runner.submit(next_tag)
                     next_tag += 1
     energy = meter.end() if meter is not None else None
+    host = activity.end() if activity is not None else None
     return Measurement(
         samples_ns=np.asarray(samples, dtype=np.int64),
         wall_s=(now - start) / 1e9,
@@ -157,4 +169,5 @@ def measure_offline(
         capped=capped,
         warmup_iters=warm,
         energy=energy,
+        activity=host,
     )
