@@ -23,7 +23,8 @@ The merged record:
   processes agree; the t-interval treats each process's p50 as one draw of a random
   process effect plus noise and so carries the between-process variance, but with few
   processes it is wide (t(0.975, 1) = 12.7). Taking the envelope is never narrower than
-  either: it is honest when processes disagree and costs little when they agree. The p99
+  either: it is honest when processes disagree and costs little when they agree (its low
+  end is clamped at 0: a latency is never negative). The p99
   interval stays the pooled one (a per-process p99 is too noisy for a t-interval);
 - ``cold_start_s`` is the first process's (the coldest: model file and compile caches
   not yet warm); every process's cold start is kept in settings.process_cold_start_s;
@@ -88,7 +89,7 @@ def p50_interval(pooled_lo: float, pooled_hi: float, p50s: list[float], confiden
         return pooled_lo, pooled_hi
     mean = statistics.fmean(p50s)
     half = float(student_t.ppf(0.5 + confidence / 2.0, n - 1)) * statistics.stdev(p50s) / math.sqrt(n)
-    return min(pooled_lo, mean - half), max(pooled_hi, mean + half)
+    return max(0.0, min(pooled_lo, mean - half)), max(pooled_hi, mean + half)  # a latency is never below 0
 
 
 def p50_spread(p50s: list[float]) -> float | None:

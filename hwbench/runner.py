@@ -31,7 +31,7 @@ from hwbench.adapter import Probe
 from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.fingerprint import host_fingerprint
 from hwbench.modelspec import ModelSpec
-from hwbench.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_UNSUPPORTED
+from hwbench.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED
 from hwbench.settings import SweepConfig
 from hwbench.schema import TrialRecord
 from hwbench.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
@@ -381,7 +381,7 @@ class SweepRunner:
             if rec is not None and rec.status == STATUS_UNSUPPORTED and i == 1:
                 final, pooled = rec, None  # the point cannot run: once is enough to know
                 break
-            if rec is None or rec.status != "ok":
+            if rec is None or rec.status != STATUS_OK:
                 if rec is None:
                     cause = outcome.cause or "worker finished without writing a record"
                     cause = f"{cause}; last output: {outcome.stderr_tail}" if outcome.stderr_tail else cause

@@ -169,3 +169,24 @@ def test_profiler_snapshots_only_outside_the_timed_loop() -> None:
     assert probe.events == ["begin", "end"] and m.activity == "window"
     assert calls[0] == [] and calls[1] == [] and all(c == ["begin"] for c in calls[2:])  # warm-up before begin
     assert len(calls) - 2 == m.completed
+
+
+def test_profile_table_shows_warnings_as_footnotes_and_material_steal() -> None:
+    from rich.console import Console
+
+    from hwbench.cli.profile import render_summary
+    from hwbench.schema import TrialRecord
+
+    def row(batch: int, steal: float, warnings: list[str]) -> dict:
+        rec = TrialRecord(run_id="r", trial_id=f"t{batch}", model="m", model_sha256="", adapter="null", device="cpu",
+                          precision="fp32", batch_size=batch, valid=True, cpu_steal_pct=steal, warnings=warnings)
+        return rec.to_row()
+
+    noisy = "noisy host: 4.1% of CPU time stolen by the hypervisor during the window"
+    console = Console(record=True, width=200)
+    for item in render_summary([row(1, 4.1, [noisy]), row(2, 0.3, [])]):
+        console.print(item)
+    text = console.export_text()
+    assert f"[1] {noisy}" in text and "steal 4%" in text
+    lines = [line for line in text.splitlines() if line.startswith("│ null")]
+    assert "1,steal 4%" in lines[0] and lines[1].rstrip("│ ").endswith("ok")

@@ -36,10 +36,11 @@ def test_p50_spread_and_interval_arithmetic() -> None:
     assert repeats.p50_spread([1.0, 1.2, 1.1]) == pytest.approx(0.2 / 1.1)
     # processes that agree exactly: the pooled interval stands
     assert repeats.p50_interval(0.9, 1.1, [1.0, 1.0, 1.0]) == (0.9, 1.1)
-    # two that disagree: t(0.975, 1) = 12.706, sd = 0.1414, half-width = 12.706 * 0.1 = 1.27
-    lo, hi = repeats.p50_interval(0.95, 1.15, [1.0, 1.2])
-    assert lo == pytest.approx(1.1 - 1.2706, rel=1e-3) and hi == pytest.approx(1.1 + 1.2706, rel=1e-3)
+    # two that disagree: t(0.975, 1) = 12.706, sd = 0.01414, half-width = 12.706 * 0.01 = 0.127
+    lo, hi = repeats.p50_interval(0.995, 1.015, [1.0, 1.02])
+    assert lo == pytest.approx(1.01 - 0.12706, rel=1e-3) and hi == pytest.approx(1.01 + 0.12706, rel=1e-3)
     assert repeats.p50_interval(0.9, 1.1, [1.0]) == (0.9, 1.1)
+    assert repeats.p50_interval(1e-4, 2e-4, [1.0e-4, 1.5e-4])[0] == 0.0  # never a negative latency
 
 
 def test_merge_pools_samples_and_keeps_per_process_figures() -> None:
@@ -176,3 +177,46 @@ def test_processes_flag_is_validated(tmp_path: Path, value: str) -> None:
     if value != "x":  # "x" is refused by the option parser itself
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "--processes must be from 1 to 64" in lines[0], res.stderr
+
+
+def test_kill_during_the_second_process_then_resume_redoes_the_trial(tmp_path: Path, cache_dir: Path) -> None:
+    """A CLI killed with SIGKILL between a trial's processes saves no record for it (no half-pooled
+    result), and --resume runs the trial again from its first process into one whole record."""
+    import signal
+    import time
+
+    import psutil
+
+    out = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k not in ("HWBENCH_DEBUG", "HWBENCH_FAULT")}
+    env.update(HWBENCH_CACHE=str(cache_dir), HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="hang@p2")
+    args = [sys.executable, "-m", "hwbench", "profile", "mlp-tiny", "--adapter", "faulty", "--quick", "--precision",
+            "fp32", "--batch", "1", "--no-accuracy", "--timeout", "120", "--processes", "2", "--out", str(out)]
+    cli = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*/parts/*/p2/records/*.parquet")) and time.monotonic() < deadline:
+            if list(out.glob("*/parts/*/p1/records/*.parquet")) and any(
+                    "hwbench.worker" in (p.info["cmdline"] or []) and any(".p2.json" in c for c in p.info["cmdline"])
+                    for p in psutil.process_iter(["cmdline"])):
+                break  # process 1 saved its part; process 2 is running (and hangs)
+            time.sleep(0.1)
+        else:
+            pytest.fail("process 2 never started")
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    run_dir = next(out.iterdir())
+    assert len(load_records([run_dir])) == 0  # the trial is not complete: nothing half-pooled was saved
+    assert list(run_dir.glob("parts/*/p1/records/*.parquet"))
+    env.pop("HWBENCH_FAULT")
+    done = subprocess.run([sys.executable, "-m", "hwbench", "profile", "--resume", str(run_dir), "--json"], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (r,) = load_records([run_dir]).to_dict("records")
+    assert r["status"] == "ok" and r["processes"] == 2
+    assert (load_latencies([run_dir]).trial_id == r["trial_id"]).sum() == r["n_samples"]
+    assert not (run_dir / "parts").exists()
