@@ -8,6 +8,7 @@ environment variable HWBENCH_FAULT, which each worker inherits from the CLI:
     RULE          = KIND[@SELECTOR][:PHASE]
     SELECTOR      = TOKEN[+TOKEN...]   every token must match; none (or "*") matches every trial
     TOKEN         = N or bN (batch size N) | a precision (fp16) | a scenario (offline)
+                  | pN (the N-th of a trial's --processes workers, from HWBENCH_PROCESS)
     PHASE         = run (default: the first run() call, in warm-up) | prepare
                   | exit (at interpreter exit, after the worker saved its record)
 
@@ -69,6 +70,8 @@ def _token_matches(token: str, batch_size: int, precision: str, scenario: str) -
         return int(token) == batch_size
     if token.startswith("b") and token[1:].isdigit():
         return int(token[1:]) == batch_size
+    if token.startswith("p") and token[1:].isdigit():
+        return token[1:] == os.environ.get("HWBENCH_PROCESS", "1")
     return token in (precision, scenario)
 
 
@@ -87,8 +90,8 @@ def parse_faults(text: str) -> list[Fault]:
             raise ValueError(f"{FAULT_ENV}: unknown phase {phase!r} in {rule!r}; phases: {', '.join(PHASES)}")
         tokens = tuple(t.strip().lower() for t in selector.split("+") if t.strip() and t.strip() != "*")
         for t in tokens:
-            if not (t.isdigit() or (t[:1] == "b" and t[1:].isdigit()) or t in ALL or t in SCENARIOS):
-                raise ValueError(f"{FAULT_ENV}: cannot select on {t!r} in {rule!r}: use N, bN, a precision or a scenario")
+            if not (t.isdigit() or (t[:1] in ("b", "p") and t[1:].isdigit()) or t in ALL or t in SCENARIOS):
+                raise ValueError(f"{FAULT_ENV}: cannot select on {t!r} in {rule!r}: use N, bN, pN, a precision or a scenario")
         if kind in MODULE_KINDS and (tokens or phase != "run"):
             raise ValueError(f"{FAULT_ENV}: {kind} takes no selector or phase, got {rule!r}")
         faults.append(Fault(kind, tokens, phase))

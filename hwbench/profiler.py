@@ -10,6 +10,8 @@ samples since the last check), only between calls, and with nothing in flight
 (the offline scenario drains its queue first). The check's own time is left out
 of the timed window. An optional power meter opens its window around the timed
 loop, and the window is stretched to at least ten of the meter's update periods.
+An optional activity probe (hwbench.hostactivity) snapshots the host's CPU counters
+just outside the same window.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwbench.adapter import ConcurrentRunner
+from hwbench.hostactivity import ActivityProbe, ActivityWindow
 from hwbench.power.base import EnergyReading, PowerMeter
 from hwbench.settings import MeasureSettings
 from hwbench.stats import p50_ci_rel_halfwidth
@@ -53,6 +56,7 @@ class Measurement:
     stop_reason: str = ""  # one of STOP_REASONS
     pause_s: float = 0.0  # time spent checking the stopping rule, not counted in wall_s
     checks: int = 0  # how many times the p50 interval was checked
+    activity: ActivityWindow | None = None  # the host's activity around the timed window
 
 
 class _IntervalCheck:
@@ -106,6 +110,7 @@ def measure_single_stream(
     settings: MeasureSettings,
     meter: PowerMeter | None = None,
     clock: Clock = time.perf_counter_ns,
+    activity: ActivityProbe | None = None,
 ) -> Measurement:
     """Time `run` one call at a time (the single-stream scenario)."""
     warm_end = clock() + int(settings.warmup_s * 1e9)
@@ -123,6 +128,8 @@ def measure_single_stream(
     samples: list[int] = []
     append = samples.append
     paused = 0
+    if activity is not None:
+        activity.begin()
     if meter is not None:
         meter.begin()
     start = t1 = clock()
@@ -146,6 +153,7 @@ def measure_single_stream(
             reason = STOP_TIME_CAP
             break
     energy = meter.end() if meter is not None else None
+    host = activity.end() if activity is not None else None
     return Measurement(
         samples_ns=np.asarray(samples, dtype=np.int64),
         wall_s=(t1 - start - paused) / 1e9,
@@ -157,6 +165,7 @@ def measure_single_stream(
         stop_reason=reason,
         pause_s=paused / 1e9,
         checks=check.checks,
+        activity=host,
     )
 
 
@@ -165,6 +174,7 @@ def measure_offline(
     settings: MeasureSettings,
     meter: PowerMeter | None = None,
     clock: Clock = time.perf_counter_ns,
+    activity: ActivityProbe | None = None,
 ) -> Measurement:
     """Keep `runner.concurrency` batches in flight (the offline scenario).
 
@@ -195,6 +205,8 @@ def measure_offline(
     samples: list[int] = []
     next_tag = 0
     paused = 0
+    if activity is not None:
+        activity.begin()
     if meter is not None:
         meter.begin()
     start = now = clock()
@@ -235,6 +247,7 @@ def measure_offline(
                 runner.submit(next_tag)
                 next_tag += 1
     energy = meter.end() if meter is not None else None
+    host = activity.end() if activity is not None else None
     return Measurement(
         samples_ns=np.asarray(samples, dtype=np.int64),
         wall_s=(now - start - paused) / 1e9,
@@ -246,4 +259,5 @@ def measure_offline(
         stop_reason=reason,
         pause_s=paused / 1e9,
         checks=check.checks,
+        activity=host,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from hwbench.adapter import Probe
 from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.fingerprint import host_fingerprint
 from hwbench.modelspec import ModelSpec
-from hwbench.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_UNSUPPORTED
+from hwbench.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED
 from hwbench.settings import SweepConfig
 from hwbench.schema import TrialRecord
 from hwbench.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
@@ -316,6 +317,7 @@ class SweepRunner:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            shutil.rmtree(self.run_dir / "parts", ignore_errors=True)  # parts of unfinished trials: redone in full
             self.writer.compact()
             manifest = read_manifest(self.run_dir)
             manifest["notes"] = self.notes
@@ -362,6 +364,8 @@ class SweepRunner:
             "kind": JOB_TRIAL, "run_dir": str(self.run_dir), "model_spec": spec.to_json(),
             "trial": trial.__dict__, "config": self.config.to_dict(), "context": ctx_dict,
         }
+        if self.config.processes > 1:
+            return self._run_processes(trial, spec, ctx, job)
         outcome = self._spawn(job, trial.trial_id)
         done = read_trial_record(self.run_dir, trial.trial_id)
         if done is not None:  # the worker saved a whole record: a crash or hang after that loses nothing
@@ -375,3 +379,39 @@ class SweepRunner:
         rec.peak_rss_mb = outcome.peak_rss_mb
         self.writer.write_trial(rec)
         return rec
+
+    def _run_processes(self, trial: Trial, spec: ModelSpec, ctx: TrialContext, job: dict[str, Any]) -> TrialRecord:
+        """--processes N: N fresh workers one after another, each into a part folder; one merged record saved."""
+        from hwbench import repeats
+
+        n = self.config.processes
+        root = repeats.parts_root(self.run_dir, trial.trial_id)
+        shutil.rmtree(root, ignore_errors=True)  # an attempt killed part-way: start the trial afresh
+        parts: list[TrialRecord] = []
+        samples: list[Any] = []
+        for i in range(1, n + 1):
+            part = repeats.part_dir(self.run_dir, trial.trial_id, i)
+            outcome = self._spawn({**job, "part_dir": str(part), "process": i}, f"{trial.trial_id}.p{i}")
+            rec, lat = repeats.read_part(part, trial.trial_id)
+            if rec is not None and outcome.cause is not None:
+                self.notes.append(f"{trial.trial_id}: process {i} failed after saving its result ({outcome.cause}); result kept")
+            if rec is not None and rec.status == STATUS_UNSUPPORTED and i == 1:
+                final, pooled = rec, None  # the point cannot run: once is enough to know
+                break
+            if rec is None or rec.status != STATUS_OK:
+                if rec is None:
+                    cause = outcome.cause or "worker finished without writing a record"
+                    cause = f"{cause}; last output: {outcome.stderr_tail}" if outcome.stderr_tail else cause
+                else:
+                    cause = rec.error or rec.status
+                base = base_record(trial, spec, ctx)
+                base.peak_rss_mb = outcome.peak_rss_mb
+                final, pooled = repeats.failed(base, parts, samples, n, i, cause)
+                break
+            parts.append(rec)
+            samples.append(lat)
+        else:
+            final, pooled = repeats.merge(parts, samples, self.config.measure)
+        self.writer.write_trial(final, pooled)
+        shutil.rmtree(root, ignore_errors=True)
+        return final

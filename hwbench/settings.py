@@ -28,6 +28,10 @@ class MeasureSettings:
     target_p50_rel_halfwidth: float = 0.01  # stop once the p50's 95% interval is within +-1%
     max_cv: float = 0.10  # above: invalid (unstable)
     min_samples_for_p99: int = 100  # below: invalid (p99 is only the maximum)
+    # Host activity in the timed window (hwbench.hostactivity): at or above these, the record
+    # gets a warning (not invalid by itself): a noisy host explains a noisy point.
+    max_steal_pct: float = 2.0  # CPU time stolen by the hypervisor, % of all CPU time
+    max_other_cpu_pct: float = 10.0  # busy CPU time of other processes, % of all CPUs
 
     @classmethod
     def quick(cls) -> "MeasureSettings":
@@ -74,6 +78,7 @@ class SweepConfig:
     idle_power_s: float = 1.0  # idle power measurement before a sweep (0 disables)
     memory_limit_mb: float = 0.0  # per-worker RSS limit; 0: 90% of physical memory
     allow_emulated: bool = False  # run precisions the device only emulates (hwbench.isa); default: unsupported
+    processes: int = 1  # fresh worker processes per trial, run one after another; samples pooled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

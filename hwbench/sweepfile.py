@@ -30,6 +30,7 @@ MAX_FILE_BYTES = 1 << 20
 MAX_BATCH = 65536
 MAX_DIM = 1 << 20  # as hwbench.models accepts
 DAY_S = 86400.0
+MAX_PROCESSES = 64  # fresh worker processes per trial (--processes)
 _MISSING = object()
 
 # Names people type that are close to, but not, a key: suggested, never accepted.
@@ -155,6 +156,8 @@ MEASURE: dict[str, Check] = {
                                        lo_open=True, hi_open=True),
     "max_cv": number(0.0, 10.0, "a coefficient of variation above 0 and up to 10 (1000%)", lo_open=True),
     "min_samples_for_p99": COUNT,
+    "max_steal_pct": number(0.0, 100.0, "a percentage from 0 to 100"),
+    "max_other_cpu_pct": number(0.0, 100.0, "a percentage from 0 to 100"),
 }
 
 ACCURACY: dict[str, Check] = {
@@ -272,6 +275,7 @@ def _top_fields(r: _Reader) -> dict[str, Callable[[str, Any], Any]]:
         "memory_limit_mb": scalar(_memory_limit),
         "idle_power_s": scalar(number(0.0, 3600.0, "a duration in seconds from 0 (off) up to 3600")),
         "allow_emulated": scalar(boolean),
+        "processes": scalar(integer(1, MAX_PROCESSES, f"an integer from 1 to {MAX_PROCESSES}")),
     }
 
 

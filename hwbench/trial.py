@@ -22,6 +22,7 @@ import numpy as np
 from hwbench import __version__, registry
 from hwbench.adapter import Adapter, AdapterOptions
 from hwbench.errors import UnsupportedPoint
+from hwbench.hostactivity import ActivityProbe, ActivityWindow, activity_warnings
 from hwbench.modelspec import ModelSpec
 from hwbench.power.base import EnergyReading, PowerMeter
 from hwbench.profiler import Measurement, measure_offline, measure_single_stream
@@ -129,6 +130,16 @@ def _apply_energy(rec: TrialRecord, e: EnergyReading | None, m: Measurement, ctx
         rec.valid = False
 
 
+def _apply_activity(rec: TrialRecord, w: ActivityWindow | None, ctx: TrialContext) -> dict[str, Any] | None:
+    """Host activity of the timed window onto the record; a noisy host warns, it does not invalidate."""
+    if w is None:
+        return None
+    rec.cpu_steal_pct, rec.other_cpu_pct = w.cpu_steal_pct, w.other_cpu_pct
+    ms = ctx.config.measure
+    rec.warnings.extend(activity_warnings(w.cpu_steal_pct, w.other_cpu_pct, ms.max_steal_pct, ms.max_other_cpu_pct))
+    return w.to_dict()
+
+
 def reference_key(batch_size: int, input_index: int, output_index: int) -> str:
     """The .npz key of one reference output: shared by the reference job and every candidate."""
     return f"b{batch_size}_s{input_index}_o{output_index}"
@@ -211,19 +222,20 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
         rec.cold_start_s = time.perf_counter() - t0
         meter = _meter(adapter, ctx)
+        probe = ActivityProbe()
         try:
             if trial.scenario == "offline":
                 t0 = time.perf_counter()
                 runner = adapter.open_concurrent(cfg.concurrency)  # may compile for throughput: cold start too
                 rec.cold_start_s += time.perf_counter() - t0
                 try:
-                    m = measure_offline(runner, cfg.measure, meter=meter)
+                    m = measure_offline(runner, cfg.measure, meter=meter, activity=probe)
                 finally:
                     close = getattr(runner, "close", None)
                     if close:
                         close()
             else:
-                m = measure_single_stream(adapter.run, cfg.measure, meter=meter)
+                m = measure_single_stream(adapter.run, cfg.measure, meter=meter, activity=probe)
         finally:
             meter.close()
         samples = m.samples_ns
@@ -234,6 +246,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         rec.warnings = list(dict.fromkeys([*_instance_columns(ctx).get("warnings", []), *(rec.warnings or [])]))
         rec.concurrency = m.concurrency
         _apply_energy(rec, m.energy, m, ctx)
+        host_activity = _apply_activity(rec, m.activity, ctx)
         eff = adapter.effective()
         rec.precision_effective = eff.get("precision_effective")
         if adapter.device_kind not in ("cpu", "none"):
@@ -243,7 +256,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
         rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped,
                                       "stop_checks": m.checks, "stop_check_pause_s": round(m.pause_s, 6),
-                                      "loadavg_1m_before": load_before})
+                                      "loadavg_1m_before": load_before, "host_activity": host_activity})
         _check_accuracy(adapter, trial, spec, rec, ctx)
         rec.status = STATUS_OK
     except UnsupportedPoint as e:

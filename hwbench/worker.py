@@ -42,10 +42,12 @@ def _run(job: dict) -> int:
     from hwbench.store import RunWriter
     from hwbench.trial import Trial, TrialContext, run_trial
 
+    if "process" in job:  # one of the trial's --processes repeats; hwbench.runner merges the parts
+        os.environ["HWBENCH_PROCESS"] = str(job["process"])
     trial = Trial(**job["trial"])
     ctx = TrialContext(config=SweepConfig.from_dict(job["config"]), **job["context"])
     record, samples = run_trial(trial, spec, ctx)
-    RunWriter(Path(job["run_dir"])).write_trial(record, samples)
+    RunWriter(Path(job.get("part_dir") or job["run_dir"])).write_trial(record, samples)
     return 0
 
 

@@ -67,7 +67,9 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
         changes["batch_sizes"] = tuple(parse_batches(flags["batch"]))
     if flags["scenario"]:
         changes["scenarios"] = tuple(parse_list(flags["scenario"], SCENARIOS, "scenario"))
-    for key in ("instance_type", "threads", "device", "concurrency", "tdp_w", "trial_timeout_s"):
+    if flags.get("processes") is not None and not 1 <= flags["processes"] <= 64:
+        raise UsageError(f"--processes must be from 1 to 64, got {flags['processes']}")
+    for key in ("instance_type", "threads", "device", "concurrency", "tdp_w", "trial_timeout_s", "processes"):
         if flags.get(key) is not None:
             changes[key] = flags[key]
     if flags.get("usd_per_hour") is not None:
@@ -125,8 +127,8 @@ def _num(v: Any) -> str:
 
 
 def _flags(r: dict[str, Any]) -> list[str]:
-    """Why a measured point deserves a second look: validity, drift, estimated energy."""
-    out = list(r["invalid_reasons"] or [])
+    """Why a measured point deserves a second look: validity, warnings (a noisy host...), drift."""
+    out = list(r["invalid_reasons"] or []) + list(r.get("warnings") or [])
     if r["accuracy_ok"] is False:
         out.append(f"accuracy drift: cosine {_fmt(r['acc_cosine'], '.4f')}, mean rel. err {_fmt(r['acc_mean_rel_err'], '.3f')}")
     return out
@@ -158,6 +160,9 @@ def render_summary(records: list[dict[str, Any]]) -> list[Any]:
             if flag not in notes:
                 notes.append(flag)
             refs.append(str(notes.index(flag) + 1))
+        steal = r.get("cpu_steal_pct")
+        if steal is not None and steal >= MeasureSettings().max_steal_pct:
+            refs.append(f"steal {steal:.0f}%")
         energy = _num(r["energy_j_per_inference"])
         if r["power_method"] == "estimate-tdp" and energy != "-":
             energy += "*"
@@ -204,6 +209,7 @@ def profile(
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the drift check against the fp32 reference.")] = False,
     allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="Run precisions this device only emulates or upcasts (default: recorded unsupported).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume: run again the trials that ended in error.")] = False,
+    processes: Annotated[Optional[int], typer.Option("--processes", help="Fresh worker processes per trial, one after another (1-64, default 1); samples pooled.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table."""
@@ -211,7 +217,8 @@ def profile(
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
                  concurrency=concurrency, dim=dim or [], trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
                  allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target,
-                 usd_per_hour=usd_per_hour, price_note=price_note)
+                 usd_per_hour=usd_per_hour, price_note=price_note,
+                 processes=processes)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be positive")
     if resume is not None:
