@@ -14,7 +14,7 @@ import pytest
 from hwbench import repeats
 from hwbench.schema import TrialRecord, settings_json
 from hwbench.settings import MeasureSettings
-from hwbench.stats import bootstrap_quantile_ci, summarize
+from hwbench.stats import quantile_ci, summarize
 from hwbench.store import load_latencies, load_records
 
 
@@ -56,7 +56,7 @@ def test_merge_pools_samples_and_keeps_per_process_figures() -> None:
     assert rec.latency_p50_ms == pytest.approx(np.percentile(pooled / 1e6, 50))
     p50s = [p.latency_p50_ms for p in parts]
     assert rec.process_p50_spread == pytest.approx((max(p50s) - min(p50s)) / np.median(p50s))
-    pooled_lo, pooled_hi = bootstrap_quantile_ci(np.sort(pooled / 1e6), 0.5)
+    pooled_lo, pooled_hi = quantile_ci(np.sort(pooled / 1e6), 0.5)
     assert rec.latency_p50_ci_low_ms < pooled_lo and rec.latency_p50_ci_high_ms > pooled_hi  # widened
     assert rec.cold_start_s == 3.0 and rec.peak_rss_mb == 102.0
     durations = [p.duration_s for p in parts]
@@ -91,7 +91,7 @@ def test_envelope_covers_the_median_when_processes_differ_by_simulation() -> Non
         offsets = rng.normal(0.0, 0.05, n_proc)
         per = [np.sort(true_median + o + rng.normal(0.0, 0.02, n)) for o in offsets]
         p50s = [float(np.median(p)) for p in per]
-        lo, hi = bootstrap_quantile_ci(np.sort(np.concatenate(per)), 0.5)
+        lo, hi = quantile_ci(np.sort(np.concatenate(per)), 0.5)
         pooled_hits += lo <= true_median <= hi
         elo, ehi = repeats.p50_interval(lo, hi, p50s)
         envelope_hits += elo <= true_median <= ehi
@@ -99,7 +99,7 @@ def test_envelope_covers_the_median_when_processes_differ_by_simulation() -> Non
     assert envelope_hits / reps >= 0.92, envelope_hits
     # and when processes agree, the envelope costs little: mostly the pooled interval itself
     agree = [np.sort(true_median + rng.normal(0.0, 0.02, n)) for _ in range(n_proc)]
-    lo, hi = bootstrap_quantile_ci(np.sort(np.concatenate(agree)), 0.5)
+    lo, hi = quantile_ci(np.sort(np.concatenate(agree)), 0.5)
     elo, ehi = repeats.p50_interval(lo, hi, [float(np.median(a)) for a in agree])
     assert (ehi - elo) < 3 * (hi - lo)
 
