@@ -14,13 +14,13 @@ import psutil
 import pytest
 
 from hwbench.runner import SweepRunner
-from hwbench.settings import MeasureSettings, SweepConfig
+from hwbench.settings import AccuracySettings, MeasureSettings, SweepConfig
 
 
 def _config() -> SweepConfig:
     quick = MeasureSettings(warmup_s=0.0, warmup_min_iters=2, min_duration_s=0.05, min_iters=20, max_iters=2000)
     return SweepConfig(models=("mlp-tiny",), adapters=("null",), precisions=("fp32",), batch_sizes=(1, 2, 3),
-                       measure=quick, idle_power_s=0)
+                       measure=quick, accuracy=AccuracySettings(enabled=False), idle_power_s=0)
 
 
 def _servers(run_dir: Path) -> list[psutil.Process]:
@@ -83,3 +83,31 @@ def test_server_loads_no_adapter_runtime(tmp_path: Path) -> None:
     finally:
         server.close()
     assert server.proc.returncode == 0  # stdin closed: it exited by itself
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_a_failing_server_falls_back_to_fresh_interpreters(tiny_models: dict, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, clean: bool) -> None:
+    """A server that says it forked nothing: the job is spawned instead. One whose state is unknown
+    (no reply): that trial is an error record (a worker may exist; it is not run twice), later ones spawn."""
+    from hwbench import forkserver
+
+    monkeypatch.setenv("HWBENCH_CACHE", str(tiny_models["mlp-tiny"].onnx_path.parents[2]))
+    monkeypatch.delenv("HWBENCH_FORKSERVER", raising=False)
+    calls: list[str] = []
+
+    def failing_start(self: forkserver.ForkServer, job_path: str, log_path: str, env: dict, timeout_s: float = 30.0) -> int:
+        calls.append(job_path)
+        raise forkserver.ForkServerError("injected", clean=clean)
+
+    monkeypatch.setattr(forkserver.ForkServer, "start", failing_start)
+    result = SweepRunner(_config(), tmp_path / "runs").run()
+    records = result.records.sort_values("batch_size").to_dict("records")
+    assert len(calls) == 1  # the server is dropped after its first failure
+    assert any("worker server failed (injected)" in n for n in result.notes), result.notes
+    expected = ["ok"] * 3 if clean else ["error", "ok", "ok"]
+    assert [r["status"] for r in records] == expected, [r["error"] for r in records]
+    if not clean:
+        assert "worker server failed: injected" in records[0]["error"]
+    assert not any("forked" in t for t in _timings([r for r in records if r["status"] == "ok"]))
+    assert not _servers(result.run_dir)
