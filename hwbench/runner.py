@@ -1,10 +1,11 @@
 """The sweep runner: plans trials, runs each in an isolated worker process, keeps every result.
 
-Each trial runs in a fresh interpreter (hwbench.worker). A worker that crashes,
-is killed for memory or outlives its timeout becomes a status=error record with
-the cause; the sweep goes on. The parent waits on a pidfd (no busy loop), waking
-twice a second only to check the worker's memory. Every completed trial is
-durable when its worker exits; `resume` completes a run without redoing them.
+Each trial runs in a fresh process (hwbench.worker, forked by hwbench.forkserver or a
+fresh interpreter). A worker that crashes, is killed for memory or outlives its
+timeout becomes a status=error record with the cause; the sweep goes on. The parent
+waits on a pidfd (no busy loop), waking twice a second only to check the worker's
+memory. Every completed trial is durable when its worker exits; `resume` completes a
+run without redoing them.
 """
 
 from __future__ import annotations
