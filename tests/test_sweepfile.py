@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import math
 import subprocess
 import sys
@@ -209,7 +210,8 @@ def test_loading_has_no_side_effects(tmp_path: Path) -> None:
     )
     before = sorted(p.name for p in tmp_path.iterdir())
     out = subprocess.run([sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, cwd=tmp_path,
-                         check=True, env={"HWBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+                         check=True, env={"HWBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+                              **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     assert out.stdout.strip() == "[]"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
