@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hwbench.errors import ResultsError, UsageError
-from hwbench.frontier import (
+from hwbench.analyse.frontier import (
     FRONTIER_SCHEMA_VERSION,
     NoFeasiblePick,
     export,

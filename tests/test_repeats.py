@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwbench import repeats
-from hwbench.schema import TrialRecord, settings_json
-from hwbench.settings import MeasureSettings
-from hwbench.stats import quantile_ci, summarize
-from hwbench.store import load_latencies, load_records
+from hwbench.measure import repeats
+from hwbench.results.schema import TrialRecord, settings_json
+from hwbench.measure.settings import MeasureSettings
+from hwbench.measure.stats import quantile_ci, summarize
+from hwbench.results.store import load_latencies, load_records
 
 
 def _part(samples_ns: np.ndarray, settings: MeasureSettings, **extra: object) -> TrialRecord:
@@ -197,7 +197,7 @@ def test_kill_during_the_second_process_then_resume_redoes_the_trial(tmp_path: P
         deadline = time.monotonic() + 90
         while not list(out.glob("*/parts/*/p2/records/*.parquet")) and time.monotonic() < deadline:
             if list(out.glob("*/parts/*/p1/records/*.parquet")) and any(
-                    "hwbench.worker" in (p.info["cmdline"] or []) and any(".p2.json" in c for c in p.info["cmdline"])
+                    "hwbench.measure.worker" in (p.info["cmdline"] or []) and any(".p2.json" in c for c in p.info["cmdline"])
                     for p in psutil.process_iter(["cmdline"])):
                 break  # process 1 saved its part; process 2 is running (and hangs)
             time.sleep(0.1)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwbench.cli.common import JsonFlag, console, print_json
-from hwbench.prices import Price, load_catalog
+from hwbench.analyse.prices import Price, load_catalog
 
 
 def _hourly(p: Price) -> str:
