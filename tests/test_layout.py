@@ -15,7 +15,7 @@ PACKAGE = Path(hwbench.__file__).parent
 # Every module that sat flat in hwbench/ before the layout, with where it lives now.
 OLD_FLAT = {
     "accuracy": "measure.accuracy", "adapter": "adapter.contract", "compare": "analyse.compare",
-    "concurrency": "adapter.concurrency", "fingerprint": "host.fingerprint", "frontier": "analyse.frontier",
+    "concurrency": "adapter.concurrency", "forkserver": "measure.forkserver", "fingerprint": "host.fingerprint", "frontier": "analyse.frontier",
     "gpu_info": "host.accelerators", "hostactivity": "host.activity", "hostcpu": "host.cpu",
     "instance": "host.instance", "isa": "host.isa", "matrix": "analyse.matrix", "models": "models.build",
     "modelspec": "models.spec", "onnx_io": "models.onnx_io", "pareto": "analyse.pareto", "plot": "analyse.plot",

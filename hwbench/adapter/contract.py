@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from hwbench.host.isa import PrecisionSupport, host_support
 from hwbench.models.spec import ModelSpec
+
+if TYPE_CHECKING:  # numpy only for type hints: `hwbench --help` must not load it
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from typing import Any
 
 from hwbench.adapter import Adapter, Probe
 from hwbench.errors import UsageError
@@ -43,6 +43,14 @@ class AdapterInfo:
     name: str
     target: str  # "module:Class"
     source: str  # "builtin" | "entry-point:<dist>" | "test"
+
+
+def entry_points(group: str) -> Any:
+    """importlib.metadata's entry points of `group`, imported on first use (it costs ~25 ms,
+    which `hwbench --help` need not pay)."""
+    from importlib.metadata import entry_points as _entry_points
+
+    return _entry_points(group=group)
 
 
 def _table() -> dict[str, AdapterInfo]:

@@ -7,7 +7,6 @@ from rich.table import Table
 
 from hwbench.adapter import registry
 from hwbench.cli.common import JsonFlag, console, print_json
-from hwbench.host.fingerprint import host_fingerprint
 
 
 def _meters() -> list[dict[str, str]]:
@@ -22,6 +21,8 @@ def _meters() -> list[dict[str, str]]:
 
 def devices(json_out: JsonFlag = False) -> None:
     """Show this machine (CPU, ISA features, memory, GPUs, Neuron devices) and which adapters can run here."""
+    from hwbench.host.fingerprint import host_fingerprint  # importlib.metadata and subprocess: only when run
+
     fp = host_fingerprint()
     from hwbench.host.isa import CPU_PRECISIONS, host_support
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from hwbench.cli.common import JsonFlag, console, print_json
-from hwbench.analyse.prices import Price, load_catalog
+
+if TYPE_CHECKING:
+    from hwbench.analyse.prices import Price
 
 
 def _hourly(p: Price) -> str:
@@ -34,6 +36,8 @@ def prices(
     json_out: JsonFlag = False,
 ) -> None:
     """Show the price catalog in force, with the date and source of every price."""
+    from hwbench.analyse.prices import load_catalog  # tomllib and the catalog: only when run
+
     catalog = load_catalog(price_files or [])
     if json_out:
         print_json({

@@ -1,10 +1,11 @@
 """The sweep runner: plans trials, runs each in an isolated worker process, keeps every result.
 
-Each trial runs in a fresh interpreter (hwbench.measure.worker). A worker that crashes,
-is killed for memory or outlives its timeout becomes a status=error record with
-the cause; the sweep goes on. The parent waits on a pidfd (no busy loop), waking
-twice a second only to check the worker's memory. Every completed trial is
-durable when its worker exits; `resume` completes a run without redoing them.
+Each trial runs in a fresh process (hwbench.measure.worker, forked by hwbench.measure.forkserver or a
+fresh interpreter). A worker that crashes, is killed for memory or outlives its
+timeout becomes a status=error record with the cause; the sweep goes on. The parent
+waits on a pidfd (no busy loop), waking twice a second only to check the worker's
+memory. Every completed trial is durable when its worker exits; `resume` completes a
+run without redoing them.
 """
 
 from __future__ import annotations
@@ -27,17 +28,19 @@ from typing import Any
 import pandas as pd
 
 from hwbench import __version__
+
 from hwbench.adapter import registry
 from hwbench.adapter import Probe
 from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.host.fingerprint import host_fingerprint
+from hwbench.measure.forkserver import ForkServer, ForkServerError
 from hwbench.models.spec import ModelSpec
 from hwbench.results.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED
 from hwbench.measure.settings import SweepConfig
 from hwbench.results.schema import TrialRecord
 from hwbench.results.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
 from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record
-from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, set_parent_death_signal
+from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
 
 Event = Callable[[str, dict[str, Any]], None]
 STDERR_TAIL_LINES = 5
@@ -85,23 +88,47 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(line for line in text.strip().splitlines()[-lines:])
 
 
-def run_worker(job_path: Path, log_path: Path, timeout_s: float, memory_limit_mb: float) -> WorkerOutcome:
-    """Run one worker to completion, timeout or memory limit; never raises for the worker's faults."""
+def _kill(pid: int) -> None:
+    """SIGKILL the worker's process group (its own session), or the worker alone if it has none yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _wait(pid: int) -> tuple[int, Any]:
+    _, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), usage
+
+
+def run_worker(job_path: Path, log_path: Path, timeout_s: float, memory_limit_mb: float,
+               server: ForkServer | None = None) -> WorkerOutcome:
+    """Run one worker to completion, timeout or memory limit; never raises for the worker's faults.
+
+    With a `server`, the worker is forked from it (and is this process's child all the same);
+    without, or when the server fails, it is a fresh interpreter."""
     import psutil
 
-    env = dict(os.environ, HWBENCH_WORKER_PARENT=str(os.getpid()), PYTHONUNBUFFERED="1")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hwbench.measure.worker", str(job_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            start_new_session=True, preexec_fn=set_parent_death_signal,
-        )
-    pidfd = os.pidfd_open(proc.pid)
+    env = dict(os.environ, HWBENCH_WORKER_PARENT=str(os.getpid()), PYTHONUNBUFFERED="1", **{SPAWNED_ENV: repr(time.time())})
+    pid = server.start(str(job_path), str(log_path), env) if server is not None else None
+    if pid is None:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hwbench.measure.worker", str(job_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True, preexec_fn=set_parent_death_signal,
+            )
+        proc.returncode = 0  # reaped below with wait4 (for its rusage), never by Popen
+        pid = proc.pid
+    pidfd = os.pidfd_open(pid)
     deadline = time.monotonic() + timeout_s
     cause: str | None = None
     peak_rss = 0.0
     try:
-        ps = psutil.Process(proc.pid)
+        ps = psutil.Process(pid)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -119,22 +146,14 @@ def run_worker(job_path: Path, log_path: Path, timeout_s: float, memory_limit_mb
                 cause = f"memory limit: worker used {rss:.0f} MB, above the {memory_limit_mb:.0f} MB limit"
                 break
         if cause is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill(pid)
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, status, _ = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        _kill(pid)
+        _wait(pid)
         raise
     finally:
         os.close(pidfd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    code, usage = _wait(pid)
     peak_rss = max(peak_rss, usage.ru_maxrss / 1024.0)
     sig = -code if code < 0 else None
     tail = _tail(log_path)
@@ -263,7 +282,34 @@ class SweepRunner:
         import psutil
 
         limit = self.config.memory_limit_mb or 0.9 * psutil.virtual_memory().total / 2**20
-        return run_worker(job_path, logs / f"{name}.log", self.config.trial_timeout_s, limit)
+        server = self._fork_server(logs)
+        try:
+            return run_worker(job_path, logs / f"{name}.log", self.config.trial_timeout_s, limit, server)
+        except ForkServerError as e:  # spawn every later worker; this one too if the server forked nothing
+            self._close_server(f"worker server failed ({e}); workers start as fresh interpreters")
+            if not e.clean:
+                return WorkerOutcome(None, None, f"worker server failed: {e}", None, _tail(logs / f"{name}.log"))
+            return run_worker(job_path, logs / f"{name}.log", self.config.trial_timeout_s, limit)
+
+    def _fork_server(self, logs: Path) -> ForkServer | None:
+        """The sweep's worker server, started on first use; None when disabled or it cannot start."""
+        from hwbench.measure import forkserver
+
+        if getattr(self, "_server", None) is None and not getattr(self, "_server_failed", False) and forkserver.enabled():
+            try:
+                self._server = ForkServer(str(self.run_dir), str(logs / "forkserver.log"))
+            except (ForkServerError, OSError) as e:
+                self._server_failed = True
+                self.notes.append(f"worker server unavailable ({e}); workers start as fresh interpreters")
+        return getattr(self, "_server", None)
+
+    def _close_server(self, note: str | None = None) -> None:
+        server, self._server = getattr(self, "_server", None), None
+        if note:
+            self._server_failed = True
+            self.notes.append(note)
+        if server is not None:
+            server.close()
 
     def _manifest(self, adapters: list[str], specs: dict[str, ModelSpec], idle: dict[str, Any], fp: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -319,6 +365,7 @@ class SweepRunner:
             interrupted = True
         finally:
             shutil.rmtree(self.run_dir / "parts", ignore_errors=True)  # parts of unfinished trials: redone in full
+            self._close_server()
             self.writer.compact()
             manifest = read_manifest(self.run_dir)
             manifest["notes"] = self.notes

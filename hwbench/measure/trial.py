@@ -185,8 +185,17 @@ def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialR
         rec.settings = settings_json(settings)
 
 
+def stamp_timings(rec: TrialRecord, timings: dict[str, float]) -> None:
+    """Merge wall-clock stamps (time.time(), s) into the record's settings under "timings", so a
+    sweep's cost outside the timed window can be broken down from data (benchmarks/sweep_cost.py)."""
+    settings = json.loads(rec.settings or "{}")
+    settings["timings"] = {**settings.get("timings", {}), **{k: round(v, 6) for k, v in timings.items()}}
+    rec.settings = settings_json(settings)
+
+
 def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRecord, np.ndarray | None]:
     """Run one trial; every outcome becomes a record (ok, unsupported or error)."""
+    timings = {"trial_start": time.time()}
     rec = base_record(trial, spec, ctx)
     cfg = ctx.config
     options = AdapterOptions(
@@ -198,6 +207,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
     try:
         cls = registry.load(trial.adapter)
         adapter = cls(options)
+        timings["adapter_loaded"] = time.time()
         reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
         if reason:
             rec.status, rec.error = STATUS_UNSUPPORTED, reason
@@ -218,10 +228,12 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         from hwbench.models.workload import make_inputs
 
         inputs = make_inputs(spec, trial.batch_size, seed=0)
+        timings["inputs_ready"] = time.time()
         load_before = round(os.getloadavg()[0], 2)
         t0 = time.perf_counter()
         adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
         rec.cold_start_s = time.perf_counter() - t0
+        timings["prepared"] = time.time()
         meter = _meter(adapter, ctx)
         probe = ActivityProbe()
         try:
@@ -240,6 +252,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         finally:
             meter.close()
         samples = m.samples_ns
+        timings["measured"] = time.time()
         stats = summarize(m.samples_ns, trial.batch_size, m.wall_s, m.completed, cfg.measure, capped=m.capped,
                           stop_reason=m.stop_reason)
         for k, v in stats.items():
@@ -258,7 +271,9 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped,
                                       "stop_checks": m.checks, "stop_check_pause_s": round(m.pause_s, 6),
                                       "loadavg_1m_before": load_before, "host_activity": host_activity})
+        timings["summarized"] = time.time()
         _check_accuracy(adapter, trial, spec, rec, ctx)
+        timings["accuracy_done"] = time.time()
         rec.status = STATUS_OK
     except UnsupportedPoint as e:
         rec.status, rec.error, rec.valid = STATUS_UNSUPPORTED, str(e), False
@@ -274,6 +289,8 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
             except Exception:  # noqa: BLE001 - closing must not hide the result
                 pass
     rec.peak_rss_mb = _peak_rss_mb()
+    timings["trial_done"] = time.time()
+    stamp_timings(rec, timings)
     return rec, samples
 
 
