@@ -164,3 +164,21 @@ def test_load_refuses_foreign_or_newer_files(tmp_path: Path, doc: dict[str, Any]
         load(path)
     with pytest.raises(ResultsError, match="does not exist"):
         load(tmp_path / "missing.json")
+
+
+def test_a_point_with_an_unresolved_p99_is_shown_but_never_picked_for_an_slo() -> None:
+    """A time-capped point keeps its p50 and throughput, but its open p99 interval cannot promise an SLO."""
+    import pandas as pd
+
+    from hwbench.analyse.frontier import NoFeasiblePick, pick, slo_table
+
+    points = pd.DataFrame({
+        "model": ["m", "m"], "hardware": ["a", "b"], "adapter": ["x", "x"], "precision": ["fp32", "fp32"],
+        "batch_size": [1, 1], "latency_p99_ms": [5.0, 9.0], "throughput_sps": [1000.0, 500.0],
+        "price_usd_per_hour": [1.0, 1.0], "instance_type": ["a", "b"], "p99_resolved": [False, True],
+    })
+    table = slo_table(points, slo_p99_ms=20.0, rate_rps=100.0)
+    assert list(table["hardware"]) == ["b"]  # the cheaper, faster but unresolved point is left out
+    assert pick(points, "m", 20.0, 100.0).hardware == "b"
+    with pytest.raises(NoFeasiblePick, match="resolved p99"):
+        pick(points.assign(p99_resolved=False), "m", 20.0, 100.0)

@@ -171,8 +171,8 @@ def test_time_cap_before_min_iters_keeps_the_samples() -> None:
     m = measure_single_stream(run, s, clock=clock)
     assert m.stop_reason == "time-cap" and len(m.samples_ns) == 48 and m.checks == 0
     stats = summarize(m.samples_ns, 1, m.wall_s, m.completed, s, capped=m.capped, stop_reason=m.stop_reason)
-    assert stats["valid"] is False and stats["n_samples"] == 48 and stats["stop_reason"] == "time-cap"
-    assert "stopped by the 4.8 s time cap at 48 samples (< 100)" in stats["invalid_reasons"]
+    assert stats["valid"] is True and stats["n_samples"] == 48 and stats["stop_reason"] == "time-cap"
+    assert "stopped by the 4.8 s time cap at 48 samples (< 100)" in stats["warnings"][0]
     assert stats["unresolved_percentiles"] == ["p95", "p99", "p99.9"]
 
 

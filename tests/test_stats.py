@@ -137,12 +137,23 @@ def test_invalid_reasons() -> None:
     assert by_iters["valid"] is True and by_iters["stop_reason"] == "iteration-cap"
 
 
-def test_time_cap_before_min_iters_is_kept_and_invalid() -> None:
+def test_time_cap_before_min_iters_is_kept_valid_with_its_unresolved_percentiles() -> None:
     ns = np.full(48, 100_000_000, np.int64) + np.arange(48)
     s = summarize(ns, 1, 4.8, 48, MeasureSettings(max_duration_s=4.8), capped=True, stop_reason="time-cap")
-    assert s["valid"] is False and s["stop_reason"] == "time-cap" and s["n_samples"] == 48
-    assert "stopped by the 4.8 s time cap at 48 samples (< 100)" in s["invalid_reasons"]
+    assert s["valid"] is True and s["stop_reason"] == "time-cap" and s["n_samples"] == 48
     assert s["unresolved_percentiles"] == ["p95", "p99", "p99.9"]  # p95 needs 72, p99 368
+    (warning,) = s["warnings"]
+    assert "stopped by the 4.8 s time cap at 48 samples (< 100)" in warning and "p95, p99, p99.9 unresolved" in warning
+    # the same 48 samples without the cap are a point that asked for too few: invalid, as before
+    short = summarize(ns, 1, 4.8, 48, MeasureSettings(min_iters=48, min_duration_s=1.0), stop_reason="p50-interval-tight")
+    assert short["valid"] is False and any("only 48 samples" in r for r in short["invalid_reasons"])
+
+
+def test_time_cap_with_too_few_samples_is_invalid() -> None:
+    ns = np.full(19, 500_000_000, np.int64) + np.arange(19)
+    s = summarize(ns, 1, 9.5, 19, MeasureSettings(max_duration_s=9.5), capped=True, stop_reason="time-cap")
+    assert s["valid"] is False and s["warnings"] == []
+    assert any("time cap at 19 samples" in r and "too few" in r for r in s["invalid_reasons"])
 
 
 def test_empty() -> None:

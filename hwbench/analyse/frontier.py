@@ -49,7 +49,7 @@ POINT_FIELDS = (
     "model", "model_sha256", "hardware", "instance_type", "device", "accelerator", "accelerators_used", "adapter",
     "precision", "precision_effective", "batch_size", "scenario", "concurrency", "latency_p50_ms", "latency_p99_ms",
     "throughput_sps", "price_usd_per_hour", "price_share", "price_basis", "price_as_of", "price_source",
-    "cost_usd_per_1m", "energy_j_per_inference", "items_per_j", "energy_estimated", "on_frontier",
+    "cost_usd_per_1m", "energy_j_per_inference", "items_per_j", "energy_estimated", "on_frontier", "p99_resolved",
 )
 REQUIRED_POINT_FIELDS = ("model", "hardware", "batch_size", "latency_p99_ms", "throughput_sps",
                          "price_usd_per_hour", "cost_usd_per_1m")
@@ -145,6 +145,8 @@ def slo_table(points: pd.DataFrame, slo_p99_ms: float, rate_rps: float) -> pd.Da
     price = pd.to_numeric(points["price_usd_per_hour"], errors="coerce").astype(float)
     p99 = pd.to_numeric(points["latency_p99_ms"], errors="coerce").astype(float)
     usable = (thr > 0) & price.notna() & p99.notna()
+    if "p99_resolved" in points:  # an open p99 interval cannot promise an SLO
+        usable &= points["p99_resolved"].fillna(True).astype(bool)
     t = points.loc[usable]
     thr, price, p99 = thr[usable], price[usable], p99[usable]
     wait_ms = (t["batch_size"].astype(float) - 1.0) / rate_rps * 1000.0
@@ -188,6 +190,9 @@ def pick(points: pd.DataFrame, model: str, slo_p99_ms: float, rate_rps: float) -
     best = _cheapest(table)
     if best is None:
         if table.empty:
+            if "p99_resolved" in mine and not mine["p99_resolved"].fillna(True).astype(bool).any():
+                raise NoFeasiblePick(f"{model}: no point has a resolved p99 (its interval needs 368 samples; "
+                                     "re-measure with a larger --max-duration)")
             raise NoFeasiblePick(f"{model}: no priced point to pick from (unknown instance types?)")
         near = table.sort_values("request_latency_p99_ms").iloc[0]
         raise NoFeasiblePick(

@@ -35,8 +35,10 @@ _KEEP = (
     "batch_size", "scenario", "concurrency", "latency_p50_ms", "latency_p99_ms", "throughput_sps",
     "accuracy_ok", "energy_j_per_inference", "avg_power_w", "power_method", "accelerator",
     "accelerators_used", "instance_type", "host", "instance_type_source", "price_usd_per_hour", "price_note", "started_at",
+    "unresolved_percentiles",
 )
-_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note")  # schema 2: absent from hand-built frames
+# schema 2: absent from hand-built frames
+_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note", "unresolved_percentiles")
 GIVEN_SOURCE = "--usd-per-hour (given for the machine at run time)"
 
 
@@ -349,7 +351,10 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
     points["hardware"] = pd.Categorical.from_codes(hw_codes[rows], categories=hw_labels)
     points, unpriced, prices_used = _apply_prices(points, catalog, price_kind)
     energy = pd.to_numeric(points["energy_j_per_inference"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    unresolved = points.pop("unresolved_percentiles").to_numpy(dtype=object)
     points = points.assign(
+        # a time-capped point with fewer than 368 samples has an open p99 interval: shown, never used for an SLO
+        p99_resolved=np.fromiter((u is None or "p99" not in list(u) for u in unresolved), dtype=bool, count=len(unresolved)),
         energy_estimated=points["power_method"].to_numpy(dtype=object) == ESTIMATED_POWER,
         # perf per watt: (items/s) / W = items per joule
         items_per_j=np.divide(1.0, energy, out=np.full_like(energy, np.nan), where=energy > 0),

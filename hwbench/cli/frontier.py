@@ -61,6 +61,16 @@ def _price_cell(row: Any) -> str:
     return text + share + how
 
 
+UNRESOLVED_MARK = "†"
+UNRESOLVED_NOTE = (f"{UNRESOLVED_MARK} p99 unresolved: the trial hit its time cap before the 368 samples a two-sided "
+                   "95% interval needs (the value is near the sample maximum); never used for an SLO pick")
+
+
+def _p99(row: Any) -> str:
+    resolved = getattr(row, "p99_resolved", True)
+    return _num(row.latency_p99_ms) + ("" if resolved is None or bool(resolved) else UNRESOLVED_MARK)
+
+
 def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -> tuple[Table, int]:
     import pandas as pd
 
@@ -78,7 +88,7 @@ def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -
         table.add_column("energy $/1M", justify="right")
     for r in shown.itertuples(index=False):
         cells = ["★" if r.on_frontier else "", escape(str(r.hardware)), escape(str(r.adapter)), _precision(r),
-                 str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _num(r.latency_p99_ms), _rate(r.throughput_sps),
+                 str(r.batch_size), escape(str(r.scenario)), _num(r.latency_p50_ms), _p99(r), _rate(r.throughput_sps),
                  _price_cell(r), _num(r.cost_usd_per_1m), _energy(r),
                  _num(r.items_per_j) + (" (est.)" if r.energy_estimated and not _missing(r.items_per_j) else "")]
         if matrix.electricity is not None:
@@ -217,6 +227,8 @@ def frontier(
         console.print(table)
         if hidden:
             console.print(f"  ({hidden} more points off the frontier; --limit or --json shows them)")
+    if "p99_resolved" in points and not points["p99_resolved"].fillna(True).astype(bool).all():
+        console.print(escape(f"  {UNRESOLVED_NOTE}"))
     _left_out(matrix)
     if picks:
         _print_picks(picks, the_plan, slo_p99_ms or 0.0, rate or 0.0)

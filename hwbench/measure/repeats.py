@@ -55,7 +55,7 @@ from scipy.stats import t as student_t
 from hwbench.host.activity import NOISE_PREFIX, activity_warnings
 from hwbench.results.schema import STATUS_ERROR, TrialRecord, settings_json
 from hwbench.measure.settings import MeasureSettings
-from hwbench.measure.stats import summarize
+from hwbench.measure.stats import CAP_WARNING_PREFIX, summarize
 from hwbench.results.store import read_trial_record, safe_name
 
 PARTS = "parts"
@@ -168,8 +168,8 @@ def merge(parts: list[TrialRecord], samples: list[np.ndarray], settings: Measure
 
     rec.cpu_steal_pct = _weighted([p.cpu_steal_pct for p in parts], durations)
     rec.other_cpu_pct = _weighted([p.other_cpu_pct for p in parts], durations)
-    kept = [w for p in parts for w in p.warnings if not w.startswith(NOISE_PREFIX)]
-    rec.warnings = list(dict.fromkeys(kept)) + activity_warnings(
+    kept = [w for p in parts for w in p.warnings if not w.startswith((NOISE_PREFIX, CAP_WARNING_PREFIX))]
+    rec.warnings = list(dict.fromkeys(kept + list(stats["warnings"]))) + activity_warnings(
         rec.cpu_steal_pct, rec.other_cpu_pct, settings.max_steal_pct, settings.max_other_cpu_pct)
 
     rec.energy_j_per_inference = _weighted([p.energy_j_per_inference for p in parts], items)

@@ -108,6 +108,10 @@ def unresolved_percentiles(n: int, confidence: float = CONFIDENCE) -> list[str]:
     return out
 
 
+CAPPED_MIN_SAMPLES = 20  # a time-capped point with fewer samples is invalid; with more it is kept, flagged
+CAP_WARNING_PREFIX = "time cap: "  # warnings about the samples start so (hwbench.measure.repeats recomputes them on the pool)
+
+
 def summarize(
     samples_ns: np.ndarray,
     batch_size: int,
@@ -122,7 +126,8 @@ def summarize(
     `completed` batches finished in `wall_s` seconds of the timed window. `stop_reason`
     (hwbench.measure.profiler.STOP_REASONS) says why the loop stopped: "iteration-cap" (a
     trivially fast call) excuses a window shorter than the minimum duration, and
-    "time-cap" before min_iters makes the point invalid. Without a stop_reason,
+    "time-cap" before min_iters keeps the point valid with a warning and its unresolved
+    percentiles (invalid below CAPPED_MIN_SAMPLES samples). Without a stop_reason,
     `capped` (the loop stopped at a cap) excuses the short window, as before.
     """
     n = int(len(samples_ns))
@@ -148,9 +153,17 @@ def summarize(
     out.update({"latency_p99_ci_low_ms": lo, "latency_p99_ci_high_ms": hi})
     out["throughput_sps"] = batch_size * completed / wall_s if wall_s > 0 else None
 
+    warnings: list[str] = []
     if stop_reason == "time-cap" and n < settings.min_iters:
-        reasons.append(f"stopped by the {settings.max_duration_s:g} s time cap at {n} samples (< {settings.min_iters})")
-    if n < settings.min_samples_for_p99:
+        # The cap bounds a slow point's cost: it is kept for what it resolves (p50, throughput),
+        # its unresolved percentiles are listed, and below CAPPED_MIN_SAMPLES it resolves too little.
+        cap = f"stopped by the {settings.max_duration_s:g} s time cap at {n} samples (< {settings.min_iters})"
+        if n < CAPPED_MIN_SAMPLES:
+            reasons.append(f"{cap}: too few for a p50 interval of any use (< {CAPPED_MIN_SAMPLES})")
+        else:
+            unresolved = ", ".join(out["unresolved_percentiles"]) or "nothing"
+            warnings.append(f"{CAP_WARNING_PREFIX}{cap}: {unresolved} unresolved; --max-duration buys more samples")
+    elif n < settings.min_samples_for_p99:
         reasons.append(f"only {n} samples (< {settings.min_samples_for_p99}): p99 is about the maximum "
                        f"(its two-sided 95% interval needs {min_samples_for_interval(0.99)} samples)")
     median = float(np.median(ms))
@@ -167,4 +180,5 @@ def summarize(
         reasons.append(f"timed window {wall_s:.2f} s below the minimum {settings.min_duration_s:g} s")
     out["valid"] = not reasons
     out["invalid_reasons"] = reasons
+    out["warnings"] = warnings
     return out

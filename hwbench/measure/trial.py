@@ -256,7 +256,10 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         stats = summarize(m.samples_ns, trial.batch_size, m.wall_s, m.completed, cfg.measure, capped=m.capped,
                           stop_reason=m.stop_reason)
         for k, v in stats.items():
-            setattr(rec, k, v)
+            if k == "warnings":
+                rec.warnings.extend(v)
+            else:
+                setattr(rec, k, v)
         rec.warnings = list(dict.fromkeys([*_instance_columns(ctx).get("warnings", []), *(rec.warnings or [])]))
         rec.concurrency = m.concurrency
         _apply_energy(rec, m.energy, m, ctx)
