@@ -33,6 +33,7 @@ demo: $(STAMP)
 	$(BIN)/hwbench frontier results
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # the layers and contracts in pyproject.toml (ARCHITECTURE.md)
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from scipy.stats import binom, norm
 
-from hwbench.stats import quantile_ci_ranks
+from hwbench.measure.stats import quantile_ci_ranks
 
 REPS = 2000
 SIZES = (100, 300, 1000, 3000)

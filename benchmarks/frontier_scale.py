@@ -1,7 +1,7 @@
 """Scale benchmark for the analyser: 1,000,000 synthetic result rows across 50 hardware types.
 
 Writes them as 50 run folders (one per hardware type, as if from 50 machines) in the store's
-format, then times loading them with hwbench.store.load_records, and separately the
+format, then times loading them with hwbench.results.store.load_records, and separately the
 analysis: the priced matrix, the per-model frontier, and one SLO pick. Target: analysis
 no slower than loading (ratio <= 1.0) and peak memory under 2 GB.
 
@@ -27,11 +27,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hwbench import store
-from hwbench.frontier import mark_frontier, pick
-from hwbench.matrix import build_matrix
-from hwbench.prices import load_catalog
-from hwbench.schema import RECORD_SCHEMA, SCHEMA_VERSION
+from hwbench.results import store
+from hwbench.analyse.frontier import mark_frontier, pick
+from hwbench.analyse.matrix import build_matrix
+from hwbench.analyse.prices import load_catalog
+from hwbench.results.schema import RECORD_SCHEMA, SCHEMA_VERSION
 
 HARDWARE = 50
 PRICED = 45  # the last 5 hardware types are missing from the price file: the unpriced path is exercised too

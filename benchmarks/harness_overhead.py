@@ -1,7 +1,7 @@
 """Harness overhead: hwbench's timed loop vs a bare loop written inline, same process, interleaved.
 
 On a one-Add ONNX model, the p50 per-call latency measured by hwbench (the ort-cpu
-adapter's run() inside hwbench.profiler) is compared with an inline loop making the
+adapter's run() inside hwbench.measure.profiler) is compared with an inline loop making the
 very same ONNX Runtime call (run_with_iobinding on the same binding), in alternating
 rounds. A bare `session.run` loop (what most scripts write) is printed for reference.
 Target: ratio <= 1.05 and overhead < 2 us. The last line is one JSON object.
@@ -22,9 +22,9 @@ from onnx import TensorProto, helper
 
 from device_adapters.ort_cpu import OrtCpuAdapter
 from hwbench.adapter import AdapterOptions
-from hwbench.modelspec import InputSpec, ModelSpec
-from hwbench.profiler import measure_single_stream
-from hwbench.settings import MeasureSettings
+from hwbench.models.spec import InputSpec, ModelSpec
+from hwbench.measure.profiler import measure_single_stream
+from hwbench.measure.settings import MeasureSettings
 
 ROUNDS = 7
 ITERS = 20_000

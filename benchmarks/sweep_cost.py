@@ -7,7 +7,7 @@ Per trial it prints the time outside the timed window and the cold start, broken
 the wall-clock stamps the parent and the worker record (the record's settings["timings"]):
 
   spawn      the parent's last stamp before starting the worker -> the kernel created it (10 ms resolution)
-  interp     process created -> hwbench.worker runs (interpreter start-up, site, `import hwbench`)
+  interp     process created -> hwbench.measure.worker runs (interpreter start-up, site, `import hwbench`)
   job        the job file read
   imports    hwbench's measurement modules imported, the model spec parsed
   adapter    the adapter module imported, its class built
@@ -64,8 +64,8 @@ def _breakdown(t: dict[str, float], start_s: float, done_s: float) -> dict[str, 
 
 def sweep(fork_server: bool) -> dict[str, Any]:
     """Run the fixed sweep once (workers forked by the server, or fresh interpreters); its figures."""
-    from hwbench.runner import SweepRunner
-    from hwbench.settings import MeasureSettings, SweepConfig
+    from hwbench.measure.runner import SweepRunner
+    from hwbench.measure.settings import MeasureSettings, SweepConfig
 
     os.environ["HWBENCH_FORKSERVER"] = "1" if fork_server else "0"
     with tempfile.TemporaryDirectory(prefix="hwbench-sweep-cost-") as tmp:

@@ -26,11 +26,11 @@ import sys
 from pathlib import Path
 
 from device_adapters.openvino_rt import OpenVinoAdapter
-from hwbench.modelspec import ModelSpec
-from hwbench.profiler import measure_offline, measure_single_stream
-from hwbench.settings import MeasureSettings
-from hwbench.stats import summarize
-from hwbench.workload import make_inputs
+from hwbench.models.spec import ModelSpec
+from hwbench.measure.profiler import measure_offline, measure_single_stream
+from hwbench.measure.settings import MeasureSettings
+from hwbench.measure.stats import summarize
+from hwbench.models.workload import make_inputs
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _UNIT_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}

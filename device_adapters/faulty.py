@@ -40,8 +40,8 @@ import numpy as np
 
 from device_adapters.null import NullAdapter
 from hwbench.adapter import ConcurrentRunner, Probe
-from hwbench.concurrency import ThreadedRunner
-from hwbench.modelspec import ModelSpec
+from hwbench.adapter.concurrency import ThreadedRunner
+from hwbench.models.spec import ModelSpec
 from hwbench.precision import ALL, SCENARIOS
 
 FAULT_ENV = "HWBENCH_FAULT"

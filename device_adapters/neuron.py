@@ -28,8 +28,8 @@ import numpy as np
 
 from device_adapters.ort_gpu import cache_root
 from hwbench.adapter import Adapter, AdapterOptions, Probe
-from hwbench.gpu_info import neuron_devices, neuron_problem
-from hwbench.modelspec import ModelSpec
+from hwbench.host.accelerators import neuron_devices, neuron_problem
+from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[neuron]' on an Inf2/Trn1/Trn2 instance (Neuron pip index; torch-neuronx)"
 

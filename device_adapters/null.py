@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from hwbench.adapter import Adapter, ConcurrentRunner, Probe
-from hwbench.concurrency import ThreadedRunner
-from hwbench.modelspec import ModelSpec
+from hwbench.adapter.concurrency import ThreadedRunner
+from hwbench.models.spec import ModelSpec
 from hwbench.precision import ALL
 
 

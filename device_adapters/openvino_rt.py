@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from hwbench.accuracy import outputs_in_batches
+from hwbench.measure.accuracy import outputs_in_batches
 from hwbench.adapter import Adapter, AdapterOptions, Probe
 from hwbench.errors import AdapterUnavailable, UnsupportedPoint
-from hwbench.isa import PrecisionSupport
-from hwbench.modelspec import ModelSpec
+from hwbench.host.isa import PrecisionSupport
+from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[openvino]'"
 CALIBRATION_SAMPLES = 64  # NNCF subset size; generated inputs, one row each
@@ -209,7 +209,7 @@ class OpenVinoAdapter(Adapter):
         import nncf
         import openvino as ov
 
-        from hwbench.workload import make_calibration_set
+        from hwbench.models.workload import make_calibration_set
 
         model_type = "transformer" if spec.family == "transformer" else "default"
         key_src = json.dumps(

@@ -17,11 +17,11 @@ the U8S8 format on AVX2 and AVX512 (non-VNNI) machines", "not needed on machines
 VNNI") and U8U8. Its session option "session.x64quantprecision"
 (onnxruntime_session_options_config_keys.h) makes the CPU provider use its slower U8U8
 matrix multiplications on such CPUs instead. hwbench reads the host's flags
-(hwbench.isa.int8_dot_saturates): on x86 without avx512_vnni, avx_vnni or amx_int8 it keeps
+(hwbench.host.isa.int8_dot_saturates): on x86 without avx512_vnni, avx_vnni or amx_int8 it keeps
 the 8-bit model and sets that option (INT8_REMEDY), and says so in effective().
 
 Why that remedy, measured here (AMD EPYC Zen 3, AVX2 only, onnxruntime 1.32, 2026-12, a busy
-2-core host; accuracy against fp32 with hwbench.accuracy, speed as medians of interleaved
+2-core host; accuracy against fp32 with hwbench.measure.accuracy, speed as medians of interleaved
 batch-1 single-thread runs, so ratios only; 64, 32 and 8 rows compared): mlp-tiny static QDQ
 mean_rel_err 0.11 unremedied (fails the 0.10 threshold), 0.054 with the option (equal to the fake-quant QDQ graph), 0.058
 with reduce_range; ResNet-50 (random weights) 0.021 / 0.016 (equal to fake-quant) / 0.028, and
@@ -45,15 +45,15 @@ from typing import Any
 import numpy as np
 
 from hwbench.adapter import Adapter, ConcurrentRunner, Probe
-from hwbench.concurrency import ThreadedRunner
+from hwbench.adapter.concurrency import ThreadedRunner
 from hwbench.errors import HwbenchError, UnsupportedPoint
-from hwbench.isa import INT8_DOT_FLAGS, int8_dot_saturates
-from hwbench.modelspec import ModelSpec
+from hwbench.host.isa import INT8_DOT_FLAGS, int8_dot_saturates
+from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[ort]'"
 
 # -- int8 recipe: which quantization, and what guards against int16 saturation ---------------
-VNNI_FLAGS = INT8_DOT_FLAGS  # /proc/cpuinfo names of int8 dot products into int32 (hwbench.isa)
+VNNI_FLAGS = INT8_DOT_FLAGS  # /proc/cpuinfo names of int8 dot products into int32 (hwbench.host.isa)
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
 X64_PRECISION_KEY = "session.x64quantprecision"  # ONNX Runtime: "1" = U8U8 kernels on non-VNNI x86
 INT8_REMEDIES = ("x64quantprecision", "reduce_range", "none")
@@ -104,7 +104,7 @@ def quantize_int8(model: ModelSpec, out: Path, recipe: Int8Recipe) -> None:
     if recipe.method == "dynamic":
         quantize_dynamic(str(model.onnx_path), str(out), weight_type=QuantType.QInt8, reduce_range=recipe.reduce_range)
         return
-    from hwbench.workload import make_calibration_set
+    from hwbench.models.workload import make_calibration_set
 
     batches = make_calibration_set(model, batch_size=1, n=16)
     quantize_static(
@@ -312,7 +312,7 @@ class OrtCpuAdapter(Adapter):
         fp16 arithmetic). Elsewhere its InsertCastTransformer casts every fp16 node to fp32: checked
         here (ORT 1.32, Zen 3) by saving the optimized graph of an fp16 Conv/MatMul model, whose
         initializers were all fp32 again. Other precisions: the host ISA rule."""
-        from hwbench.isa import PrecisionSupport, host_flags, host_machine
+        from hwbench.host.isa import PrecisionSupport, host_flags, host_machine
 
         if precision != "fp16":
             return super().precision_support(precision)

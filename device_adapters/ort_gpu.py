@@ -38,8 +38,8 @@ import numpy as np
 
 from hwbench.adapter import Adapter, AdapterOptions, Probe
 from hwbench.errors import AdapterUnavailable, HwbenchError
-from hwbench.gpu_info import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
-from hwbench.modelspec import ModelSpec
+from hwbench.host.accelerators import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
+from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[ort-gpu]' (uninstall the CPU onnxruntime wheel first)"
 Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]

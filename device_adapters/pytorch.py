@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from hwbench.accuracy import outputs_in_batches
+from hwbench.measure.accuracy import outputs_in_batches
 from hwbench.adapter import Adapter, AdapterOptions, Probe
 from hwbench.errors import AdapterUnavailable, UnsupportedPoint
-from hwbench.isa import PrecisionSupport, cpu_support, host_flags, host_machine
-from hwbench.modelspec import ModelSpec
+from hwbench.host.isa import PrecisionSupport, cpu_support, host_flags, host_machine
+from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[torch]'"
 COMPILE_OPTIONS: dict[str, Any] = {"freezing": True}  # set in torch._inductor.config before compiling
@@ -280,7 +280,7 @@ class TorchAdapter(Adapter):
         """n threads, each with its own inputs (and CUDA stream); default 1 on CPU, 2 on CUDA."""
         import torch
 
-        from hwbench.concurrency import ThreadedRunner
+        from hwbench.adapter.concurrency import ThreadedRunner
 
         if self._fn is None:
             raise AdapterUnavailable("open_concurrent() before prepare()")

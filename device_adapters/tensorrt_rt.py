@@ -42,8 +42,8 @@ from device_adapters.ort_gpu import (
 )
 from hwbench.adapter import Adapter, AdapterOptions, Probe
 from hwbench.errors import HwbenchError
-from hwbench.gpu_info import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
-from hwbench.modelspec import ModelSpec
+from hwbench.host.accelerators import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
+from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[tensorrt]' (TensorRT 10+, cuda-python, nvidia-ml-py)"
 

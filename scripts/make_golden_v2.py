@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwbench.schema import SCHEMA_VERSION, TrialRecord
-from hwbench.store import RunWriter
+from hwbench.results.schema import SCHEMA_VERSION, TrialRecord
+from hwbench.results.store import RunWriter
 
 assert SCHEMA_VERSION == 2, "this script writes the schema-2 fixture only"
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "schema_v2_run"

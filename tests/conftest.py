@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwbench.modelspec import ModelSpec
+from hwbench.models.spec import ModelSpec
 
 TINY_MODELS = ("mlp-tiny", "resnet-tiny", "bert-tiny")
 

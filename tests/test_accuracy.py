@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hwbench.accuracy import compare_outputs, outputs_in_batches
-from hwbench.settings import AccuracySettings
+from hwbench.measure.accuracy import compare_outputs, outputs_in_batches
+from hwbench.measure.settings import AccuracySettings
 
 DEFAULTS = AccuracySettings()
 

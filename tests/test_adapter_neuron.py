@@ -10,7 +10,7 @@ import pytest
 
 from device_adapters.neuron import NeuronAdapter, compile_cache_key, compiler_args, pad_rows, static_batches
 from hwbench.adapter import AdapterOptions
-from hwbench.modelspec import InputSpec, ModelSpec
+from hwbench.models.spec import InputSpec, ModelSpec
 
 
 def test_fp32_turns_the_default_bf16_matmul_cast_off() -> None:
@@ -81,7 +81,7 @@ def test_trace_and_run_on_a_neuron_device(tmp_path: Path) -> None:
     if not probe.available:
         pytest.skip(probe.reason)
     from hwbench.models import resolve
-    from hwbench.workload import make_inputs
+    from hwbench.models.workload import make_inputs
 
     spec = resolve("resnet50")
     inputs = make_inputs(spec, 1)

@@ -11,12 +11,12 @@ pytest.importorskip("openvino", reason="openvino is not installed: pip install '
 ort = pytest.importorskip("onnxruntime", reason="the fp32 reference needs onnxruntime")
 
 from device_adapters.openvino_rt import OpenVinoAdapter  # noqa: E402
-from hwbench.accuracy import compare_outputs  # noqa: E402
+from hwbench.measure.accuracy import compare_outputs  # noqa: E402
 from hwbench.adapter import AdapterOptions  # noqa: E402
 from hwbench.errors import UnsupportedPoint  # noqa: E402
-from hwbench.modelspec import ModelSpec  # noqa: E402
-from hwbench.settings import AccuracySettings  # noqa: E402
-from hwbench.workload import make_inputs  # noqa: E402
+from hwbench.models.spec import ModelSpec  # noqa: E402
+from hwbench.measure.settings import AccuracySettings  # noqa: E402
+from hwbench.models.workload import make_inputs  # noqa: E402
 
 BATCH = 2
 

@@ -11,12 +11,12 @@ import pytest
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'hwbench[ort]'")
 
 from device_adapters.ort_cpu import OrtCpuAdapter  # noqa: E402
-from hwbench.accuracy import compare_outputs  # noqa: E402
+from hwbench.measure.accuracy import compare_outputs  # noqa: E402
 from hwbench.adapter import AdapterOptions  # noqa: E402
-from hwbench.concurrency import ThreadedRunner  # noqa: E402
-from hwbench.modelspec import ModelSpec  # noqa: E402
-from hwbench.settings import AccuracySettings  # noqa: E402
-from hwbench.workload import make_inputs  # noqa: E402
+from hwbench.adapter.concurrency import ThreadedRunner  # noqa: E402
+from hwbench.models.spec import ModelSpec  # noqa: E402
+from hwbench.measure.settings import AccuracySettings  # noqa: E402
+from hwbench.models.workload import make_inputs  # noqa: E402
 
 
 def _reference(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:

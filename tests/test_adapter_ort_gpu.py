@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from device_adapters import ort_gpu
 from device_adapters.ort_gpu import OrtCudaAdapter, OrtTensorRtAdapter
 from hwbench.adapter import AdapterOptions
-from hwbench.modelspec import InputSpec, ModelSpec
+from hwbench.models.spec import InputSpec, ModelSpec
 
 ort = pytest.importorskip("onnxruntime")
 

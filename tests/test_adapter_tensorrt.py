@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from device_adapters.tensorrt_rt import TensorRtAdapter, build_plan, engine_cache_key, precision_problem
 from hwbench.adapter import AdapterOptions
-from hwbench.modelspec import InputSpec, ModelSpec
+from hwbench.models.spec import InputSpec, ModelSpec
 
 PROFILE = {"input": ((1, 3, 224, 224), (8, 3, 224, 224), (32, 3, 224, 224))}
 

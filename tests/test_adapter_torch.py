@@ -16,12 +16,12 @@ torch = pytest.importorskip("torch", reason="torch is not installed: pip install
 ort = pytest.importorskip("onnxruntime", reason="the fp32 reference needs onnxruntime")
 
 from device_adapters.pytorch import TorchAdapter  # noqa: E402
-from hwbench.accuracy import compare_outputs  # noqa: E402
+from hwbench.measure.accuracy import compare_outputs  # noqa: E402
 from hwbench.adapter import AdapterOptions  # noqa: E402
 from hwbench.errors import UnsupportedPoint  # noqa: E402
-from hwbench.modelspec import ModelSpec  # noqa: E402
-from hwbench.settings import AccuracySettings  # noqa: E402
-from hwbench.workload import make_inputs  # noqa: E402
+from hwbench.models.spec import ModelSpec  # noqa: E402
+from hwbench.measure.settings import AccuracySettings  # noqa: E402
+from hwbench.models.workload import make_inputs  # noqa: E402
 
 # torch.compile's own imports raise this deprecation notice; it is torch's, not the adapter's
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hwbench.errors import ResultsError
-from hwbench.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
-from hwbench.store import load_records
+from hwbench.results.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+from hwbench.results.store import load_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_RUN = FIXTURES / "schema_v1_run"

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwbench.cli import app
-from hwbench.store import load_latencies, load_records, read_manifest
+from hwbench.results.store import load_latencies, load_records, read_manifest
 
 runner = CliRunner()
 

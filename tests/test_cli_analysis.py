@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from hwbench.cli import app
 from hwbench.errors import ResultsError
-from hwbench.frontier import load
-from hwbench.schema import TrialRecord
-from hwbench.store import RunWriter
+from hwbench.analyse.frontier import load
+from hwbench.results.schema import TrialRecord
+from hwbench.results.store import RunWriter
 
 runner = CliRunner()
 SHA = "9" * 64
@@ -121,7 +121,7 @@ def test_plot_needs_priced_points(tmp_path: Path) -> None:
     import pandas as pd
 
     from hwbench.errors import UsageError
-    from hwbench.plot import plot_frontier
+    from hwbench.analyse.plot import plot_frontier
 
     unpriced = pd.DataFrame({"model": ["m"], "hardware": ["h"], "precision": ["fp32"], "adapter": ["a"], "batch_size": [1],
                              "cost_usd_per_1m": [float("nan")], "latency_p99_ms": [1.0]})

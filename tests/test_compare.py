@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwbench.compare import IMPROVEMENT, REGRESSION, SAME, UNTESTED, compare_frames, compare_runs, holm
+from hwbench.analyse.compare import IMPROVEMENT, REGRESSION, SAME, UNTESTED, compare_frames, compare_runs, holm
 from hwbench.errors import ResultsError, UsageError
-from hwbench.schema import TrialRecord
-from hwbench.store import RunWriter
+from hwbench.results.schema import TrialRecord
+from hwbench.results.store import RunWriter
 
 
 def trial(run: str, batch: int, samples_ms: np.ndarray | None, **kw: Any) -> TrialRecord:

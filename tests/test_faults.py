@@ -23,8 +23,8 @@ from typing import Any
 import psutil
 import pytest
 
-from hwbench import registry
-from hwbench.store import load_records, read_manifest
+from hwbench.adapter import registry
+from hwbench.results.store import load_records, read_manifest
 
 FIGURES: dict[str, int] = {"faults_injected": 0, "faults_survived": 0, "trials_lost": 0, "orphan_workers": 0}
 TIMEOUT_S = 8  # a healthy quick trial of the faulty adapter takes about 2.5 s here, mostly interpreter start-up
@@ -71,7 +71,7 @@ def _workers_of(out: Path) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline", "status"]):
         cmd = p.info["cmdline"] or []
-        if "hwbench.worker" in cmd and any(str(out) in c for c in cmd) and p.info["status"] != psutil.STATUS_ZOMBIE:
+        if "hwbench.measure.worker" in cmd and any(str(out) in c for c in cmd) and p.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(p)
     return found
 
@@ -116,8 +116,8 @@ def test_parse_faults_selects_one_trial() -> None:
 def test_raise_in_prepare_becomes_an_error_record(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
     """In-process: an exception from the adapter is a record with the exception's text, not a crash."""
     from hwbench.models import resolve
-    from hwbench.settings import MeasureSettings, SweepConfig
-    from hwbench.trial import Trial, TrialContext, run_trial
+    from hwbench.measure.settings import MeasureSettings, SweepConfig
+    from hwbench.measure.trial import Trial, TrialContext, run_trial
 
     monkeypatch.setenv("HWBENCH_TEST_ADAPTERS", "1")
     monkeypatch.setenv("HWBENCH_FAULT", "raise@fp16:prepare")

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hwbench.runner import SweepRunner
-from hwbench.settings import AccuracySettings, MeasureSettings, SweepConfig
+from hwbench.measure.runner import SweepRunner
+from hwbench.measure.settings import AccuracySettings, MeasureSettings, SweepConfig
 
 
 def _config() -> SweepConfig:
@@ -71,7 +71,7 @@ def test_server_off_spawns_fresh_interpreters(tiny_models: dict, tmp_path: Path,
 def test_server_loads_no_adapter_runtime(tmp_path: Path) -> None:
     """Forking after a runtime has started is unsafe, and runtimes sharing a process skew timings:
     the server maps no vendor runtime library, and has started no thread since its imports."""
-    from hwbench.forkserver import ForkServer
+    from hwbench.measure.forkserver import ForkServer
 
     server = ForkServer(str(tmp_path), str(tmp_path / "forkserver.log"))
     try:
@@ -90,7 +90,7 @@ def test_a_failing_server_falls_back_to_fresh_interpreters(tiny_models: dict, tm
                                                            monkeypatch: pytest.MonkeyPatch, clean: bool) -> None:
     """A server that says it forked nothing: the job is spawned instead. One whose state is unknown
     (no reply): that trial is an error record (a worker may exist; it is not run twice), later ones spawn."""
-    from hwbench import forkserver
+    from hwbench.measure import forkserver
 
     monkeypatch.setenv("HWBENCH_CACHE", str(tiny_models["mlp-tiny"].onnx_path.parents[2]))
     monkeypatch.delenv("HWBENCH_FORKSERVER", raising=False)

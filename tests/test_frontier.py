@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hwbench.errors import ResultsError, UsageError
-from hwbench.frontier import (
+from hwbench.analyse.frontier import (
     FRONTIER_SCHEMA_VERSION,
     NoFeasiblePick,
     export,
@@ -170,7 +170,7 @@ def test_a_point_with_an_unresolved_p99_is_shown_but_never_picked_for_an_slo() -
     """A time-capped point keeps its p50 and throughput, but its open p99 interval cannot promise an SLO."""
     import pandas as pd
 
-    from hwbench.frontier import NoFeasiblePick, pick, slo_table
+    from hwbench.analyse.frontier import NoFeasiblePick, pick, slo_table
 
     points = pd.DataFrame({
         "model": ["m", "m"], "hardware": ["a", "b"], "adapter": ["x", "x"], "precision": ["fp32", "fp32"],

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hwbench import gpu_info
+from hwbench.host import accelerators as gpu_info
 
 # In the shape `neuron-ls --json-output` prints (one object per device; memory_size in bytes,
 # numa_node as a string, connected_to null on a single-device instance). Values made up.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hwbench.hostactivity import (
+from hwbench.host.activity import (
     ActivityProbe,
     Snapshot,
     activity_warnings,
@@ -17,8 +17,8 @@ from hwbench.hostactivity import (
     read_turbo,
     window,
 )
-from hwbench.profiler import measure_single_stream
-from hwbench.settings import MeasureSettings
+from hwbench.measure.profiler import measure_single_stream
+from hwbench.measure.settings import MeasureSettings
 
 #                 user nice system idle iowait irq softirq steal guest guest_nice
 STAT_BEGIN = "cpu  1000 10 300 8000 50 0 40 100 0 0\ncpu0 500 5 150 4000 25 0 20 50 0 0\nintr 1 2 3\n"
@@ -175,7 +175,7 @@ def test_profile_table_shows_warnings_as_footnotes_and_material_steal() -> None:
     from rich.console import Console
 
     from hwbench.cli.profile import render_summary
-    from hwbench.schema import TrialRecord
+    from hwbench.results.schema import TrialRecord
 
     def row(batch: int, steal: float, warnings: list[str]) -> dict:
         rec = TrialRecord(run_id="r", trial_id=f"t{batch}", model="m", model_sha256="", adapter="null", device="cpu",

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hwbench.hostcpu import CPU_FAMILIES, identify_cpu
-from hwbench.instance import (AUTO, DETECTED_DMI, GIVEN, Dmi, assume_instance_type, detect_instance_type, read_dmi,
+from hwbench.host.cpu import CPU_FAMILIES, identify_cpu
+from hwbench.host.instance import (AUTO, DETECTED_DMI, GIVEN, Dmi, assume_instance_type, detect_instance_type, read_dmi,
                               resolve_instance)
 from hwbench.power import estimate
-from hwbench.prices import load_builtin, load_catalog
+from hwbench.analyse.prices import load_builtin, load_catalog
 
 # the first /proc/cpuinfo block of the two kinds of machine this project runs on, and a Graviton3
 ZEN3 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "model": "1", "model name": "AMD EPYC"}
@@ -143,8 +143,8 @@ def test_tdp_basis_follows_the_cpu_family() -> None:
 def test_every_record_carries_the_resolution() -> None:
     from dataclasses import asdict
 
-    from hwbench.settings import SweepConfig
-    from hwbench.trial import Trial, TrialContext, base_record
+    from hwbench.measure.settings import SweepConfig
+    from hwbench.measure.trial import Trial, TrialContext, base_record
 
     res = resolve_instance("c7i.large", load_builtin(), identify_cpu(ZEN3), 2, Dmi())
     ctx = TrialContext(run_id="r", config=SweepConfig(instance_type="c7i.large"), cpu_model="AMD EPYC", hostname="h",

@@ -22,13 +22,13 @@ from onnx import numpy_helper  # noqa: E402
 
 from device_adapters import ort_cpu  # noqa: E402
 from device_adapters.ort_cpu import OrtCpuAdapter, int8_dot_saturates, int8_recipe, quantize_int8  # noqa: E402
-from hwbench.accuracy import compare_outputs  # noqa: E402
+from hwbench.measure.accuracy import compare_outputs  # noqa: E402
 from hwbench.adapter import AdapterOptions  # noqa: E402
 from hwbench.errors import HwbenchError  # noqa: E402
-from hwbench.fingerprint import cpu_flags  # noqa: E402
-from hwbench.modelspec import ModelSpec  # noqa: E402
-from hwbench.settings import AccuracySettings  # noqa: E402
-from hwbench.workload import make_calibration_set, make_inputs  # noqa: E402
+from hwbench.host.fingerprint import cpu_flags  # noqa: E402
+from hwbench.models.spec import ModelSpec  # noqa: E402
+from hwbench.measure.settings import AccuracySettings  # noqa: E402
+from hwbench.models.workload import make_calibration_set, make_inputs  # noqa: E402
 
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 ROWS = AccuracySettings().min_items  # as many rows as a trial's accuracy check compares

@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hwbench import fingerprint, isa
-from hwbench.isa import PrecisionSupport, cpu_support
-from hwbench.modelspec import ModelSpec
+from hwbench.host import fingerprint, isa
+from hwbench.host.isa import PrecisionSupport, cpu_support
+from hwbench.models.spec import ModelSpec
 
 # /proc/cpuinfo "flags" / "Features" lines, cut to the relevant part plus some noise.
 SAPPHIRE_RAPIDS = frozenset(
@@ -123,8 +123,8 @@ def cpu_null(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _run(spec: ModelSpec, precision: str, allow: bool, tmp_path) -> object:
-    from hwbench.settings import MeasureSettings, SweepConfig
-    from hwbench.trial import Trial, TrialContext, run_trial
+    from hwbench.measure.settings import MeasureSettings, SweepConfig
+    from hwbench.measure.trial import Trial, TrialContext, run_trial
 
     cfg = SweepConfig(models=(spec.name,), measure=MeasureSettings.quick(), idle_power_s=0, allow_emulated=allow)
     ctx = TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h", cache_dir=str(tmp_path))
@@ -177,8 +177,8 @@ def test_the_null_adapter_itself_is_unknown_and_never_skipped(tiny_models: dict[
 
 def test_setting_from_flag_and_sweep_file() -> None:
     from hwbench.cli.profile import build_config
-    from hwbench.settings import SweepConfig
-    from hwbench.sweepfile import SweepFileError, dump_sweep, parse_sweep
+    from hwbench.measure.settings import SweepConfig
+    from hwbench.measure.sweepfile import SweepFileError, dump_sweep, parse_sweep
 
     flags = dict(model="mlp-tiny", adapter=None, precision=None, batch=None, scenario=None, dim=[], quick=False,
                  duration=None, min_iters=None, no_accuracy=False)

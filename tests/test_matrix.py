@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from hwbench.errors import ResultsError, UsageError
-from hwbench.matrix import build_matrix, check_merge, cost_usd_per_1m, energy_usd_per_1m
-from hwbench.prices import load_builtin, load_catalog
-from hwbench.schema import TrialRecord
+from hwbench.analyse.matrix import build_matrix, check_merge, cost_usd_per_1m, energy_usd_per_1m
+from hwbench.analyse.prices import load_builtin, load_catalog
+from hwbench.results.schema import TrialRecord
 
 _n = iter(range(10**6))
 

@@ -1,4 +1,4 @@
-"""Built-in reference models, their cache, and user ONNX files (hwbench.models, hwbench.onnx_io)."""
+"""Built-in reference models, their cache, and user ONNX files (hwbench.models, hwbench.models.onnx_io)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwbench import models, onnx_io
+from hwbench.models import build as models, onnx_io
 from hwbench.errors import ModelError, UnsupportedPoint
-from hwbench.modelspec import ModelSpec
-from hwbench.workload import make_inputs
-from hwbench.zoo import BY_NAME
+from hwbench.models.spec import ModelSpec
+from hwbench.models.workload import make_inputs
+from hwbench.models.zoo import BY_NAME
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
@@ -75,7 +75,7 @@ def test_analytic_parameter_count_matches_torch_module(name: str) -> None:
 
     entry = BY_NAME[name]
     with torch.device("meta"):  # shapes only, so full-size models cost nothing
-        module = importlib.import_module(f"hwbench.zoo.{entry.config.arch}").build(entry.config)
+        module = importlib.import_module(f"hwbench.models.zoo.{entry.config.arch}").build(entry.config)
     assert sum(p.numel() for p in module.parameters()) == entry.config.param_count()
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwbench.pareto import MAX, MIN, dominates, pareto_mask, pareto_mask_by
+from hwbench.analyse.pareto import MAX, MIN, dominates, pareto_mask, pareto_mask_by
 
 
 def oracle(values: np.ndarray, senses: list[str]) -> list[bool]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hwbench.gpu_info import nvidia_problem
+from hwbench.host.accelerators import nvidia_problem
 from hwbench.power import estimate, neuron_monitor, nvml, rapl
 
 RAPL_RANGE_UJ = 262_143_328_850

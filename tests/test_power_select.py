@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hwbench.gpu_info import nvidia_problem
+from hwbench.host.accelerators import nvidia_problem
 from hwbench.power import select
 from hwbench.power.base import EnergyReading, NullMeter, PowerMeter
 from hwbench.power.estimate import tdp_basis
 from hwbench.power.rapl import rapl_problem
-from hwbench.schema import POWER_METHODS, TrialRecord
+from hwbench.results.schema import POWER_METHODS, TrialRecord
 
 NO_RAPL = rapl_problem() is not None
 CPU_UNKNOWN = isinstance(tdp_basis(None), str)  # neither in the TDP table by name nor by family

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwbench import profiler
-from hwbench.concurrency import ThreadedRunner
+from hwbench.measure import profiler
+from hwbench.adapter.concurrency import ThreadedRunner
 from hwbench.power.base import EnergyReading, PowerMeter
-from hwbench.profiler import STOP_REASONS, measure_offline, measure_single_stream
-from hwbench.settings import MeasureSettings
-from hwbench.stats import summarize
+from hwbench.measure.profiler import STOP_REASONS, measure_offline, measure_single_stream
+from hwbench.measure.settings import MeasureSettings
+from hwbench.measure.stats import summarize
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from hwbench import registry
+from hwbench.adapter import registry
 from hwbench.adapter import Adapter
 from hwbench.errors import UsageError
 
@@ -37,7 +37,7 @@ def test_vendor_modules_are_not_imported_by_the_core() -> None:
     import subprocess
 
     code = (
-        "import sys, hwbench.cli, hwbench.runner, hwbench.trial, hwbench.store\n"
+        "import sys, hwbench.cli, hwbench.measure.runner, hwbench.measure.trial, hwbench.results.store\n"
         "print(','.join(m for m in ('tensorrt', 'openvino', 'torch_neuronx', 'torch', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwbench import repeats
-from hwbench.schema import TrialRecord, settings_json
-from hwbench.settings import MeasureSettings
-from hwbench.stats import quantile_ci, summarize
-from hwbench.store import load_latencies, load_records
+from hwbench.measure import repeats
+from hwbench.results.schema import TrialRecord, settings_json
+from hwbench.measure.settings import MeasureSettings
+from hwbench.measure.stats import quantile_ci, summarize
+from hwbench.results.store import load_latencies, load_records
 
 
 def _part(samples_ns: np.ndarray, settings: MeasureSettings, **extra: object) -> TrialRecord:

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats as st
 from scipy.optimize import brentq
 
-from hwbench.settings import MeasureSettings
-from hwbench.stats import (
+from hwbench.measure.settings import MeasureSettings
+from hwbench.measure.stats import (
     min_samples_for_interval,
     p50_ci_rel_halfwidth,
     quantile_ci,

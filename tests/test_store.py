@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hwbench.errors import ResultsError, UsageError
-from hwbench.schema import RECORD_COLUMNS, SCHEMA_VERSION, TrialRecord, records_table
-from hwbench.store import RunWriter, find_runs, load_latencies, load_records, read_manifest, safe_name
+from hwbench.results.schema import RECORD_COLUMNS, SCHEMA_VERSION, TrialRecord, records_table
+from hwbench.results.store import RunWriter, find_runs, load_latencies, load_records, read_manifest, safe_name
 
 GOLDEN = Path(__file__).parent / "fixtures" / "schema_v1_run"
 
@@ -128,7 +128,7 @@ GOLDEN_V2 = Path(__file__).parent / "fixtures" / "schema_v2_run"
 
 def test_golden_v1_fixture_is_migrated_to_the_current_schema() -> None:
     """A version-1 file gains the version-2 columns with their documented defaults, and keeps its own version."""
-    from hwbench.schema import MIGRATIONS
+    from hwbench.results.schema import MIGRATIONS
 
     ok = load_records([GOLDEN]).set_index("precision").loc["fp32"]
     assert ok.schema_version == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import math
 import subprocess
 import sys
@@ -15,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwbench import registry
+from hwbench.adapter import registry
 from hwbench.cli.profile import build_config
 from hwbench.errors import ConfigError
 from hwbench.precision import ALL, SCENARIOS
-from hwbench.settings import AccuracySettings, MeasureSettings, SweepConfig
-from hwbench.sweepfile import ACCURACY, MEASURE, SweepFileError, _top_fields, _Reader, dump_sweep, load_sweep, parse_sweep
+from hwbench.measure.settings import AccuracySettings, MeasureSettings, SweepConfig
+from hwbench.measure.sweepfile import ACCURACY, MEASURE, SweepFileError, _top_fields, _Reader, dump_sweep, load_sweep, parse_sweep
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sweeps"
 EXAMPLE = Path(__file__).parents[1] / "examples" / "sweep.toml"
@@ -202,14 +203,15 @@ def test_bad_stopping_flags_are_one_line_usage_errors(given: dict[str, Any], nee
 def test_loading_has_no_side_effects(tmp_path: Path) -> None:
     """No adapter, runtime or model is imported or built, and nothing is written."""
     code = (
-        "import sys; from hwbench.sweepfile import load_sweep; load_sweep(sys.argv[1]);"
+        "import sys; from hwbench.measure.sweepfile import load_sweep; load_sweep(sys.argv[1]);"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('device_adapters', 'onnxruntime', 'openvino', 'torch')"
-        " or m == 'hwbench.models'];"
+        " or m == 'hwbench.models.build'];"
         "print(heavy)"
     )
     before = sorted(p.name for p in tmp_path.iterdir())
     out = subprocess.run([sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, cwd=tmp_path,
-                         check=True, env={"HWBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+                         check=True, env={"HWBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+                              **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     assert out.stdout.strip() == "[]"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 

@@ -1,4 +1,4 @@
-"""Input generation (hwbench.workload): dtypes, shapes, value ranges, determinism."""
+"""Input generation (hwbench.models.workload): dtypes, shapes, value ranges, determinism."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwbench.errors import UsageError
-from hwbench.modelspec import InputSpec, ModelSpec
-from hwbench.workload import DEFAULT_VOCAB, make_calibration_set, make_inputs
+from hwbench.models.spec import InputSpec, ModelSpec
+from hwbench.models.workload import DEFAULT_VOCAB, make_calibration_set, make_inputs
 
 
 def _spec(*inputs: InputSpec, vocab: int | None = 30522) -> ModelSpec:

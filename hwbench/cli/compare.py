@@ -22,7 +22,7 @@ def compare(
     json_out: JsonFlag = False,
 ) -> None:
     """Compare a candidate against a baseline; exit 1 on a significant regression above --fail-above."""
-    from hwbench.compare import IMPROVEMENT, REGRESSION, compare_runs  # pandas and scipy: only when used
+    from hwbench.analyse.compare import IMPROVEMENT, REGRESSION, compare_runs  # pandas and scipy: only when used
 
     style = {REGRESSION: "bold red", IMPROVEMENT: "bold green"}
     if fail_above is not None and fail_above < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from hwbench import registry
+from hwbench.adapter import registry
 from hwbench.cli.common import JsonFlag, console, print_json
 
 
@@ -21,10 +21,10 @@ def _meters() -> list[dict[str, str]]:
 
 def devices(json_out: JsonFlag = False) -> None:
     """Show this machine (CPU, ISA features, memory, GPUs, Neuron devices) and which adapters can run here."""
-    from hwbench.fingerprint import host_fingerprint  # importlib.metadata and subprocess: only when run
+    from hwbench.host.fingerprint import host_fingerprint  # importlib.metadata and subprocess: only when run
 
     fp = host_fingerprint()
-    from hwbench.isa import CPU_PRECISIONS, host_support
+    from hwbench.host.isa import CPU_PRECISIONS, host_support
 
     native = {p: host_support(p) for p in CPU_PRECISIONS}
     adapters = []

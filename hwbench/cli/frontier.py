@@ -15,8 +15,8 @@ from hwbench.errors import ResultsError, UsageError
 if TYPE_CHECKING:  # pandas and the analysis load only when the command runs, keeping `hwbench --help` quick
     import pandas as pd
 
-    from hwbench.frontier import Plan
-    from hwbench.matrix import Matrix
+    from hwbench.analyse.frontier import Plan
+    from hwbench.analyse.matrix import Matrix
 
 FRONTIER_STYLE = "bold green"
 
@@ -128,7 +128,7 @@ def _left_out(matrix: Matrix) -> None:
 
 
 def _picks(points: pd.DataFrame, models: list[str], slo_p99_ms: float, rate: float) -> tuple[dict[str, Any], Plan | None]:
-    from hwbench.frontier import NoFeasiblePick, pick, plan
+    from hwbench.analyse.frontier import NoFeasiblePick, pick, plan
 
     out: dict[str, Any] = {}
     for m in models:
@@ -177,10 +177,10 @@ def frontier(
     json_out: JsonFlag = False,
 ) -> None:
     """Show the performance/cost matrix and Pareto frontier per model, and pick within an SLO."""
-    from hwbench import store
-    from hwbench.frontier import FRONTIER_SCHEMA_VERSION, export, mark_frontier
-    from hwbench.matrix import build_matrix
-    from hwbench.prices import ON_DEMAND, SPOT, load_catalog
+    from hwbench.results import store
+    from hwbench.analyse.frontier import FRONTIER_SCHEMA_VERSION, export, mark_frontier
+    from hwbench.analyse.matrix import build_matrix
+    from hwbench.analyse.prices import ON_DEMAND, SPOT, load_catalog
 
     if (slo_p99_ms is None) != (rate is None):
         raise UsageError("--slo-p99-ms and --rate go together: the batching wait depends on the request rate")
@@ -208,7 +208,7 @@ def frontier(
     if export_path is not None:
         exported = len(export(points, export_path, objective=objective, price_kind=price_kind, electricity=electricity)["points"])
     if plot_path is not None:
-        from hwbench.plot import plot_frontier
+        from hwbench.analyse.plot import plot_frontier
 
         plot_frontier(points, plot_path, title=f"hwbench frontier ({price_kind} prices)")
     if json_out:
@@ -234,6 +234,6 @@ def frontier(
         _print_picks(picks, the_plan, slo_p99_ms or 0.0, rate or 0.0)
     if export_path is not None:
         console.print(escape(f"frontier exported to {export_path}: {exported} priced points (schema {FRONTIER_SCHEMA_VERSION}; "
-                             "load with hwbench.frontier.load)"))
+                             "load with hwbench.analyse.frontier.load)"))
     if plot_path is not None:
         console.print(escape(f"plot saved to {plot_path}"))

@@ -13,7 +13,7 @@ from rich.table import Table
 from hwbench.cli.common import JsonFlag, console, print_json
 
 if TYPE_CHECKING:
-    from hwbench.prices import Price
+    from hwbench.analyse.prices import Price
 
 
 def _hourly(p: Price) -> str:
@@ -36,7 +36,7 @@ def prices(
     json_out: JsonFlag = False,
 ) -> None:
     """Show the price catalog in force, with the date and source of every price."""
-    from hwbench.prices import load_catalog  # tomllib and the catalog: only when run
+    from hwbench.analyse.prices import load_catalog  # tomllib and the catalog: only when run
 
     catalog = load_catalog(price_files or [])
     if json_out:

@@ -12,11 +12,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hwbench import registry
+from hwbench.adapter import registry
 from hwbench.cli.common import JsonFlag, console, err_console, print_json
 from hwbench.errors import UsageError
 from hwbench.precision import ALL, SCENARIOS, parse_batches, parse_list
-from hwbench.settings import MeasureSettings, SweepConfig
+from hwbench.measure.settings import MeasureSettings, SweepConfig
 
 
 def _dims(items: list[str]) -> dict[str, int]:
@@ -37,7 +37,7 @@ def _dims(items: list[str]) -> dict[str, int]:
 def _stopping_flags(measure: MeasureSettings, max_duration: float | None, ci_target: float | None) -> MeasureSettings:
     """--max-duration and --ci-target, checked as their sweep-file keys are. Without --max-duration,
     the cap follows a --duration above it (the minimum asked for is honoured)."""
-    from hwbench.sweepfile import MEASURE
+    from hwbench.measure.sweepfile import MEASURE
 
     for flag, key, value in (("--max-duration", "max_duration_s", max_duration),
                              ("--ci-target", "target_p50_rel_halfwidth", ci_target)):
@@ -73,7 +73,7 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
         if flags.get(key) is not None:
             changes[key] = flags[key]
     if flags.get("usd_per_hour") is not None:
-        from hwbench.sweepfile import USD_PER_HOUR
+        from hwbench.measure.sweepfile import USD_PER_HOUR
 
         changes["usd_per_hour"], problem = USD_PER_HOUR(flags["usd_per_hour"])
         if problem:
@@ -222,7 +222,7 @@ def profile(
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be positive")
     if resume is not None:
-        from hwbench.store import read_manifest
+        from hwbench.results.store import read_manifest
 
         given = [_FLAG_NAMES.get(k, f"--{k.replace('_', '-')}") for k, v in flags.items() if v not in (None, False, [])]
         if config is not None:
@@ -233,7 +233,7 @@ def profile(
         explicit = bool(cfg.adapters)
     else:
         if config is not None:
-            from hwbench.sweepfile import load_sweep
+            from hwbench.measure.sweepfile import load_sweep
 
             base = load_sweep(config)
         else:
@@ -263,8 +263,8 @@ def profile(
         elif kind == "trial_done" and task is not None:
             progress.advance(task)
 
-    from hwbench.runner import SweepRunner  # imported late: bad flags fail without loading pandas and scipy
-    from hwbench.store import as_dicts
+    from hwbench.measure.runner import SweepRunner  # imported late: bad flags fail without loading pandas and scipy
+    from hwbench.results.store import as_dicts
 
     if retry_errors and resume is None:
         raise UsageError("--retry-errors goes with --resume RUN_DIR")

@@ -19,7 +19,7 @@ class EnergyReading:
 
     energy_j: float
     duration_s: float
-    method: str  # one of hwbench.schema.POWER_METHODS
+    method: str  # one of hwbench.results.schema.POWER_METHODS
     period_ms: float | None  # the meter's update period
     estimated: bool
     note: str = ""  # e.g. "TDP 350 W (table: Xeon Platinum 8488C) x utilisation 0.97"

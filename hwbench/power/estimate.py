@@ -7,7 +7,7 @@ The formula, deliberately simple and always labelled as an estimate:
 - tdp_w: the processor's TDP from the table below (vendor specification pages, each entry
   names its source) or the user's --tdp-w (SweepConfig.tdp_w), which wins. A processor that
   is not in the table by name (cloud VMs report "AMD EPYC" or "Intel(R) Xeon(R) Processor")
-  but whose microarchitecture family hwbench.hostcpu identifies is estimated from that
+  but whose microarchitecture family hwbench.host.cpu identifies is estimated from that
   family's REFERENCE part (FAMILY_REFERENCE: the family's top listed server part, per thread),
   and the note names the family and the part: a basis, not this machine's own SKU.
 - share: for a table entry, logical CPUs visible here / hardware threads of one package
@@ -76,7 +76,7 @@ TDP_TABLE: tuple[TdpEntry, ...] = (
 )
 
 
-# (vendor, family) as hwbench.hostcpu names them -> the TDP_TABLE part that stands for the family.
+# (vendor, family) as hwbench.host.cpu names them -> the TDP_TABLE part that stands for the family.
 # Cloud-custom SKUs (EPYC 7R13 in C6a, Xeon 8488C in C7i) have no published TDP; the family's
 # top part gives a per-thread figure of the same silicon generation.
 FAMILY_REFERENCE: dict[tuple[str, str], str] = {
@@ -149,7 +149,7 @@ def tdp_basis(tdp_w: float | None = None, cpu_name: str | None = None, logical_c
               cpu_family: tuple[str | None, str | None] | None = None) -> TdpBasis | str:
     """The basis for an estimate, or the reason there is none (unknown processor, no --tdp-w).
 
-    cpu_family is (vendor, family) as hwbench.hostcpu names them; when cpu_name is None both
+    cpu_family is (vendor, family) as hwbench.host.cpu names them; when cpu_name is None both
     are read from this host, so a caller naming a processor must name its family too.
     """
     if tdp_w is not None:
@@ -159,7 +159,7 @@ def tdp_basis(tdp_w: float | None = None, cpu_name: str | None = None, logical_c
     if cpu_name is None:
         name = cpu_model_name()
         if cpu_family is None:
-            from hwbench.fingerprint import cpu_identity
+            from hwbench.host.fingerprint import cpu_identity
 
             ident = cpu_identity()
             cpu_family = (ident.vendor, ident.family)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hwbench.gpu_info import neuron_problem, neuron_tool
+from hwbench.host.accelerators import neuron_problem, neuron_tool
 from hwbench.power.base import EnergyReading, PowerMeter
 
 REPORT_PERIOD_S = 1.0

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hwbench.gpu_info import nvml_problem
+from hwbench.host.accelerators import nvml_problem
 from hwbench.power.base import EnergyReading, PeriodicSampler, PowerMeter, window_too_short
 from hwbench.power.rapl import counter_delta, poll_update_period_ms
 

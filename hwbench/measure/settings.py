@@ -1,0 +1,94 @@
+"""Frozen settings for a sweep: what the user asked for. Building one has no side effects.
+
+The CLI builds a SweepConfig from flags, or from a sweep file (hwbench.measure.sweepfile)
+with flags on top. The run manifest saves both this (requested) and what each
+adapter reports as effective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """The timed loop's stopping rule: both a minimum count and a minimum duration, then a tight p50.
+
+    Past both minimums the loop stops once the p50's 95% interval has a relative
+    half-width of at most target_p50_rel_halfwidth, or at max_duration_s / max_iters.
+    """
+
+    warmup_s: float = 0.5
+    warmup_min_iters: int = 5
+    min_duration_s: float = 2.0
+    min_iters: int = 100
+    max_iters: int = 1_000_000  # a cap for trivially fast calls (the null adapter)
+    max_duration_s: float = 15.0  # per-trial cap on the timed window (stops a slow or noisy point)
+    target_p50_rel_halfwidth: float = 0.01  # stop once the p50's 95% interval is within +-1%
+    max_cv: float = 0.10  # above: invalid (unstable)
+    min_samples_for_p99: int = 100  # below: invalid (p99 is only the maximum)
+    # Host activity in the timed window (hwbench.host.activity): at or above these, the record
+    # gets a warning (not invalid by itself): a noisy host explains a noisy point.
+    max_steal_pct: float = 2.0  # CPU time stolen by the hypervisor, % of all CPU time
+    max_other_cpu_pct: float = 10.0  # busy CPU time of other processes, % of all CPUs
+
+    @classmethod
+    def quick(cls) -> "MeasureSettings":
+        """For CI and smoke runs: short, and honest that it is (records flagged invalid when too short).
+
+        A loose interval target (+-5%) and a 3 s cap: a quick run does not chase a 1% p50.
+        """
+        return cls(warmup_s=0.1, warmup_min_iters=2, min_duration_s=0.3, min_iters=20, max_duration_s=3.0,
+                   target_p50_rel_halfwidth=0.05)
+
+
+@dataclass(frozen=True)
+class AccuracySettings:
+    """Drift thresholds for non-fp32 points against the fp32 ONNX Runtime reference."""
+
+    enabled: bool = True
+    min_cosine: float = 0.99
+    min_top1_agreement: float = 0.90
+    max_mean_rel_err: float = 0.10
+    min_items: int = 32  # items compared (whole batches at the trial's batch size): one flip in 32 is 0.97
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """models x adapters x precisions x batch sizes x scenarios, plus how to measure them."""
+
+    models: tuple[str, ...] = ("resnet50",)
+    adapters: tuple[str, ...] = ()  # empty: every available CPU default adapter
+    precisions: tuple[str, ...] = ("fp32", "bf16", "int8")
+    batch_sizes: tuple[int, ...] = (1, 8)
+    scenarios: tuple[str, ...] = ("single-stream",)
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    accuracy: AccuracySettings = field(default_factory=AccuracySettings)
+    dims: dict[str, int] = field(default_factory=dict)  # non-batch dynamic dims, e.g. {"sequence": 128}
+    instance_type: str | None = None  # a type, "auto" (detect, else assume; hwbench.host.instance), or None
+    usd_per_hour: float | None = None  # a price given for this machine (priced as "given: price_note")
+    price_note: str | None = None
+    trial_timeout_s: float = 900.0
+    threads: int = 0  # 0: runtime default
+    device: str = ""  # adapter device selector
+    concurrency: int = 0  # offline scenario: 0 = adapter tunes it
+    tdp_w: float | None = None  # for the estimate-tdp meter when the processor is not in the table
+    idle_power_s: float = 1.0  # idle power measurement before a sweep (0 disables)
+    memory_limit_mb: float = 0.0  # per-worker RSS limit; 0: 90% of physical memory
+    allow_emulated: bool = False  # run precisions the device only emulates (hwbench.host.isa); default: unsupported
+    processes: int = 1  # fresh worker processes per trial, run one after another; samples pooled
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SweepConfig":
+        d = dict(d)
+        d["measure"] = MeasureSettings(**d.get("measure", {}))
+        d["accuracy"] = AccuracySettings(**d.get("accuracy", {}))
+        for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)

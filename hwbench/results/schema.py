@@ -1,0 +1,172 @@
+"""The results format: one row per trial, an explicit pyarrow schema, a version in the file.
+
+History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/):
+  1  (hwbench 0.1.0) first release: trial records with latency statistics, cold start,
+     memory, scenario, effective precision, accuracy drift and energy columns.
+  2  (hwbench 0.2.0) portability and rigour: precision_native / precision_note (native or
+     emulated on this ISA), stop_reason, unresolved_percentiles and the p50 interval's
+     relative half-width (the stopping rule), the host's activity during the timed window
+     (cpu_steal_pct, other_cpu_pct), warnings (flags that do not invalidate), processes and
+     process_p50_spread (repeats in fresh workers), and how the run is priced
+     (instance_type_source, price_usd_per_hour, price_note). Version-1 files are migrated on
+     read (MIGRATIONS below): the new columns come back empty, processes as 1.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 2
+SCHEMA_VERSION_KEY = b"hwbench.schema_version"
+
+STATUS_OK = "ok"
+STATUS_UNSUPPORTED = "unsupported"
+STATUS_ERROR = "error"
+STATUSES = (STATUS_OK, STATUS_UNSUPPORTED, STATUS_ERROR)
+
+POWER_METHODS = ("nvml-counter", "nvml-sampled", "rapl", "neuron", "estimate-tdp", "none")
+
+
+@dataclass
+class TrialRecord:
+    """One result row. Units are in the names. None means 'not measured', never zero."""
+
+    run_id: str
+    trial_id: str
+    model: str
+    model_sha256: str
+    adapter: str
+    device: str  # what ran it, e.g. "Intel(R) Xeon(R) Platinum 8488C" or "NVIDIA H100 80GB HBM3"
+    precision: str  # requested
+    batch_size: int
+    scenario: str = "single-stream"
+    status: str = STATUS_OK
+    error: str | None = None
+    valid: bool = False
+    invalid_reasons: list[str] = field(default_factory=list)
+    precision_effective: str | None = None
+    concurrency: int = 1
+    input_shapes: str = "{}"  # JSON: input name -> shape at this batch size
+    n_samples: int = 0
+    duration_s: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_p999_ms: float | None = None
+    latency_mean_ms: float | None = None
+    latency_std_ms: float | None = None
+    latency_cv: float | None = None  # std / mean
+    latency_robust_cv: float | None = None  # 1.4826 * MAD / median: spread without the outliers
+    latency_p50_ci_low_ms: float | None = None
+    latency_p50_ci_high_ms: float | None = None
+    latency_p99_ci_low_ms: float | None = None
+    latency_p99_ci_high_ms: float | None = None
+    throughput_sps: float | None = None
+    cold_start_s: float | None = None
+    peak_rss_mb: float | None = None
+    device_mem_peak_mb: float | None = None
+    accuracy_ok: bool | None = None  # None for the fp32 reference itself or when not checked
+    acc_max_abs_err: float | None = None
+    acc_mean_rel_err: float | None = None
+    acc_cosine: float | None = None
+    acc_top1_agreement: float | None = None
+    energy_j_per_inference: float | None = None
+    avg_power_w: float | None = None
+    idle_power_w: float | None = None
+    energy_above_idle_j_per_inference: float | None = None
+    power_method: str = "none"
+    power_period_ms: float | None = None
+    power_note: str | None = None  # how the energy was obtained, e.g. the TDP's source for estimates
+    accelerator: str | None = None  # "T4", "H100", "Inferentia2"... None for CPU runs
+    accelerators_used: int | None = None  # k of the instance's n accelerators
+    instance_type: str | None = None
+    host: str = ""
+    settings: str = "{}"  # JSON: effective adapter settings (threads, graph opt level, compile mode...)
+    started_at: str = ""  # ISO 8601 UTC
+    hwbench_version: str = ""
+    # -- added in schema 2 ---------------------------------------------------------------
+    precision_native: bool | None = None  # True: the ISA/device runs it natively; False: emulated or upcast
+    precision_note: str | None = None  # why, e.g. "bf16 emulated: no avx512_bf16, amx_bf16 or avx_ne_convert"
+    stop_reason: str | None = None  # why the timed loop stopped: see hwbench.measure.profiler.STOP_REASONS
+    unresolved_percentiles: list[str] = field(default_factory=list)  # e.g. ["p99", "p99.9"]: interval open
+    latency_p50_ci_rel_halfwidth: float | None = None  # (ci_high - ci_low) / 2 / p50
+    cpu_steal_pct: float | None = None  # CPU time stolen by the hypervisor in the window, % of all CPU time
+    other_cpu_pct: float | None = None  # other processes' CPU use in the window, % of all CPUs
+    warnings: list[str] = field(default_factory=list)  # worth a look but not invalidating (noisy host...)
+    processes: int = 1  # fresh worker processes whose samples are pooled in this record
+    process_p50_spread: float | None = None  # (max - min) / median of the per-process p50s
+    instance_type_source: str | None = None  # "given", "detected: DMI product name", "assumed: ..."
+    price_usd_per_hour: float | None = None  # a price given for this machine (--usd-per-hour)
+    price_note: str | None = None  # where that price comes from
+    schema_version: int = SCHEMA_VERSION
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TYPES: dict[str, pa.DataType] = {
+    "str": pa.string(),
+    "str | None": pa.string(),
+    "int": pa.int64(),
+    "int | None": pa.int64(),
+    "float | None": pa.float64(),
+    "bool": pa.bool_(),
+    "bool | None": pa.bool_(),
+    "list[str]": pa.list_(pa.string()),
+}
+
+RECORD_SCHEMA = pa.schema(
+    [pa.field(f.name, _TYPES[str(f.type)], nullable=True) for f in fields(TrialRecord)],
+    metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()},
+)
+
+LATENCY_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string()),
+        pa.field("trial_id", pa.string()),
+        pa.field("iteration", pa.int64()),
+        pa.field("latency_ns", pa.int64()),
+    ],
+    metadata={SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()},
+)
+
+RECORD_COLUMNS = tuple(RECORD_SCHEMA.names)
+
+# Columns added by each version, with the value an older file gets for them.
+MIGRATIONS: dict[int, dict[str, Any]] = {
+    2: {
+        "precision_native": None, "precision_note": None, "stop_reason": None, "unresolved_percentiles": [],
+        "latency_p50_ci_rel_halfwidth": None, "cpu_steal_pct": None, "other_cpu_pct": None, "warnings": [],
+        "processes": 1, "process_p50_spread": None, "instance_type_source": None, "price_usd_per_hour": None,
+        "price_note": None,
+    },
+}
+
+
+def migrate_records(table: pa.Table, version: int) -> pa.Table:
+    """A records table of schema `version` brought to SCHEMA_VERSION: added columns get their defaults."""
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        for name, default in MIGRATIONS.get(v, {}).items():
+            if name in table.column_names:
+                continue
+            typ = RECORD_SCHEMA.field(name).type
+            table = table.append_column(pa.field(name, typ), pa.array([default] * table.num_rows, type=typ))
+    return table  # schema_version keeps the version the row was written under
+
+
+def records_table(records: list[TrialRecord]) -> pa.Table:
+    return pa.Table.from_pylist([r.to_row() for r in records], schema=RECORD_SCHEMA)
+
+
+def record_from_row(row: dict[str, Any]) -> TrialRecord:
+    names = {f.name for f in fields(TrialRecord)}
+    return TrialRecord(**{k: v for k, v in row.items() if k in names})
+
+
+def settings_json(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
