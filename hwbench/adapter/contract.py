@@ -33,6 +33,34 @@ if TYPE_CHECKING:  # numpy only for type hints: `hwbench --help` must not load i
     import numpy as np
 
 
+DEVICE_KINDS = ("cpu", "cuda", "gpu", "npu", "neuron", "none")  # what picks the power meter and the price share
+
+
+@dataclass(frozen=True)
+class Effective:
+    """What actually ran a trial, as the adapter reports it after prepare(): typed, never loose keys.
+
+    The runner records the device from it, the power meter opens on (device_kind, device_index),
+    and the analyser charges accelerators_used / the instance's accelerator count of its price.
+    """
+
+    precision: str  # the precision that ran (record: precision_effective)
+    device_kind: str  # one of DEVICE_KINDS: "gpu" is an OpenVINO GPU, "cuda" an NVIDIA device
+    device_name: str  # e.g. "AMD EPYC", "NVIDIA H100 80GB HBM3", "Intel(R) Arc(TM) A770 Graphics"
+    device_index: int | None = None  # index among the devices of its kind (cuda:1 -> 1); None: the host CPU
+    accelerator: str | None = None  # the price catalog's accelerator name ("H100", "A100-40GB", "Inferentia2"); None on a CPU
+    accelerators_used: int | None = None  # k of the instance's accelerators this trial held (None on a CPU)
+    settings: dict[str, Any] = field(default_factory=dict)  # effective runtime settings worth recording
+
+    def __post_init__(self) -> None:
+        if self.device_kind not in DEVICE_KINDS:
+            raise ValueError(f"device_kind must be one of {', '.join(DEVICE_KINDS)}, got {self.device_kind!r}")
+        if not self.precision or not self.device_name:
+            raise ValueError("Effective needs the precision that ran and the device's name")
+        if self.accelerators_used is not None and self.accelerators_used < 1:
+            raise ValueError(f"accelerators_used must be at least 1, got {self.accelerators_used}")
+
+
 @dataclass(frozen=True)
 class Probe:
     """Whether an adapter can run on this machine, and precisely why not."""
