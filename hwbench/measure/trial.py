@@ -21,7 +21,7 @@ import numpy as np
 
 from hwbench import __version__
 from hwbench.adapter import registry
-from hwbench.adapter import Adapter, AdapterOptions
+from hwbench.adapter import Adapter, AdapterOptions, Effective
 from hwbench.errors import UnsupportedPoint
 from hwbench.host.activity import ActivityProbe, ActivityWindow, activity_warnings
 from hwbench.models.spec import ModelSpec
@@ -265,6 +265,9 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         _apply_energy(rec, m.energy, m, ctx)
         host_activity = _apply_activity(rec, m.activity, ctx)
         eff = adapter.effective()
+        if isinstance(eff, Effective):  # until the contract branch lands: read the typed form as the dict
+            eff = {**eff.settings, "precision_effective": eff.precision, "device_name": eff.device_name,
+                   "accelerator": eff.accelerator, "accelerators_used": eff.accelerators_used}
         rec.precision_effective = eff.get("precision_effective")
         if adapter.device_kind not in ("cpu", "none"):
             rec.device = str(eff.get("device_name") or eff.get("device") or rec.device)

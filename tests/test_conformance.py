@@ -1,0 +1,108 @@
+"""Every built-in adapter runs the conformance kit (hwbench.testing): the CPU ones for real on
+mlp-tiny, the accelerator ones skipped with their probe's reason where the device is absent.
+The worked example (examples/onnxref_adapter) runs it too, imported from the checkout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from hwbench.adapter import registry
+from hwbench.testing import AdapterConformance
+
+pytest_plugins = ["pytester"]
+
+# To remove once the contract branch is merged (every adapter returns an Effective from it on).
+EFFECTIVE_PENDING = {"test_effective_after_prepare": "adapters return Effective from the contract branch on"}
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "onnxref_adapter"
+
+
+class TestNull(AdapterConformance):
+    adapter_name = "null"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestOrtCpu(AdapterConformance):
+    adapter_name = "ort-cpu"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestOpenVino(AdapterConformance):
+    adapter_name = "openvino"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestTorch(AdapterConformance):
+    adapter_name = "torch"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestTensorRt(AdapterConformance):
+    adapter_name = "tensorrt"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestOrtCuda(AdapterConformance):
+    adapter_name = "ort-cuda"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestOrtTensorRt(AdapterConformance):
+    adapter_name = "ort-trt"
+    known_failures = EFFECTIVE_PENDING
+
+
+class TestNeuron(AdapterConformance):
+    adapter_name = "neuron"
+    known_failures = EFFECTIVE_PENDING
+
+
+def _example_adapter() -> type:
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        from hwbench_onnxref import OnnxRefAdapter
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    return OnnxRefAdapter
+
+
+class TestExampleOnnxRef(AdapterConformance):
+    """The example third-party adapter, not installed: imported from examples/ (no known failures)."""
+
+    adapter_cls = _example_adapter()
+
+
+def test_every_builtin_runs_the_kit() -> None:
+    covered = {c.adapter_name for c in AdapterConformance.__subclasses__() if c.__module__ == __name__}
+    assert covered >= set(registry.BUILTIN), f"built-ins without a conformance class: {set(registry.BUILTIN) - covered}"
+
+
+def test_unavailable_adapters_skip_with_the_probe_reason(pytester: pytest.Pytester) -> None:
+    """The kit's skip message is the probe's reason, word for word."""
+    pytester.makepyfile(
+        """
+        from hwbench.adapter import Adapter, Probe
+        from hwbench.testing import AdapterConformance
+
+        class Absent(Adapter):
+            name = "absent"
+            precisions = ("fp32",)
+
+            @classmethod
+            def probe(cls):
+                return Probe.missing("no Absent device on this host (checked /dev/absent0)")
+
+            def prepare(self, *a): raise AssertionError("must not be reached")
+            def run(self): raise AssertionError("must not be reached")
+            def infer(self, inputs): raise AssertionError("must not be reached")
+
+        class TestAbsent(AdapterConformance):
+            adapter_cls = Absent
+        """
+    )
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 2 and outcomes.get("failed", 0) == 0 and outcomes.get("skipped", 0) >= 10
+    result.stdout.fnmatch_lines(["*no Absent device on this host (checked /dev/absent0)*"])
