@@ -39,6 +39,14 @@ from hwbench.testing import harness
 
 NOT_A_PRECISION = "fp-conformance"  # a name no adapter lists: check() must refuse it
 FIRST_RUN_FACTOR, FIRST_RUN_SLACK_S = 50.0, 1.0
+ACCURACY_ITEMS = 32  # rows compared against the reference (hwbench's own accuracy check compares 32)
+# int8 and fp8 on a random-weight tiny model drift past hwbench's record thresholds by nature (measured
+# here, 2026-12-01, AVX2-only EPYC, mlp-tiny, 32 rows at batch 2: ONNX Runtime static int8 cosine 0.983,
+# mean_rel_err 0.136; OpenVINO NNCF int8 cosine 0.847), and each record's accuracy check judges that
+# drift. The kit asks them only to compute the same function: outputs pointing the reference's way
+# (uncorrelated ones have cosine ~0) and not all lost (zeros have mean_rel_err 1). Every other
+# precision is held to hwbench's own thresholds (AccuracySettings).
+LOW_BIT_TOLERANCE = {"min_cosine": 0.5, "max_mean_rel_err": 0.9, "min_top1_agreement": 0.5}
 WITHOUT_RUNTIME = ("test_declares_contract", "test_probe_answers")  # checks that run even where probe() says no
 
 
@@ -52,6 +60,7 @@ class AdapterConformance:
     batch_sizes: ClassVar[tuple[int, ...]] = (1, 2)  # check() is asked about each; the first is the kit's point
     adapter_options: ClassVar[dict[str, Any]] = {}  # AdapterOptions fields for every adapter the kit builds
     known_failures: ClassVar[dict[str, str]] = {}  # check name -> reason: marked xfail(strict=False)
+    tolerances: ClassVar[dict[str, dict[str, float]]] = {"int8": LOW_BIT_TOLERANCE, "fp8": LOW_BIT_TOLERANCE}
 
     # -- what the subclass may override --------------------------------------------------
     @classmethod
@@ -254,7 +263,7 @@ class AdapterConformance:
         ref_probe = registry.probe(REFERENCE_ADAPTER)
         if not ref_probe.available:
             pytest.skip(f"the reference ({REFERENCE_ADAPTER}) is unavailable: {ref_probe.reason}")
-        batches = accuracy_inputs(spec, batch, 1234, min_items=8)
+        batches = accuracy_inputs(spec, batch, 1234, min_items=ACCURACY_ITEMS)
         try:
             adapter.prepare(spec, precision, batch, make_inputs(spec, batch, seed=0))
             for _ in range(3):
@@ -264,8 +273,10 @@ class AdapterConformance:
             adapter.close()
         ref = harness.reference_outputs(spec, batches, conformance_cache)
         assert all(isinstance(o, np.ndarray) for o in outs), "infer() must return numpy arrays"
-        result = compare_outputs(ref, [np.asarray(o, dtype=np.float32) for o in outs], spec.task, AccuracySettings())
-        assert result.ok, f"{precision} outputs differ from the fp32 reference: {'; '.join(result.reasons)}"
+        tolerance = AccuracySettings(**self.tolerances.get(precision, {}))
+        result = compare_outputs(ref, [np.asarray(o, dtype=np.float32) for o in outs], spec.task, tolerance)
+        assert result.ok, (f"{precision} outputs differ from the fp32 reference: {'; '.join(result.reasons)} "
+                           f"(cosine {result.cosine}, mean_rel_err {result.mean_rel_err})")
 
     def test_outputs_are_final_after_run(self, prepared: Adapter, conformance_model: ModelSpec,
                                          conformance_point: tuple[str, int]) -> None:
