@@ -106,3 +106,62 @@ def test_unavailable_adapters_skip_with_the_probe_reason(pytester: pytest.Pytest
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 2 and outcomes.get("failed", 0) == 0 and outcomes.get("skipped", 0) >= 10
     result.stdout.fnmatch_lines(["*no Absent device on this host (checked /dev/absent0)*"])
+
+
+def test_the_kit_catches_a_broken_adapter(pytester: pytest.Pytester) -> None:
+    """Each defect fails the check that owns it (a kit that cannot fail proves nothing)."""
+    pytester.makepyfile(
+        """
+        import time
+        from pathlib import Path
+        from device_adapters.null import NullAdapter
+        from hwbench.models.spec import InputSpec, ModelSpec
+        from hwbench.adapter.concurrency import ThreadedRunner
+        from hwbench.testing import AdapterConformance
+
+        class Dropping(ThreadedRunner):
+            def drain(self):
+                return super().drain()[1:]  # loses a finished tag
+
+        class Broken(NullAdapter):
+            name = "broken"
+
+            def check(self, model, precision, batch_size, scenario):
+                if precision == "fp8":
+                    raise RuntimeError("no fp8 table")
+                return super().check(model, precision, batch_size, scenario)
+
+            def prepare(self, *args):
+                super().prepare(*args)
+                self._compiled = False
+                self._closed = 0
+
+            def run(self):
+                if not self._compiled:  # compiles on the first run(): outside the cold start
+                    time.sleep(1.2)
+                    self._compiled = True
+
+            def open_concurrent(self, concurrency):
+                return Dropping(lambda slot: None, 2)
+
+            def device_memory_peak_mb(self):
+                return -1.0
+
+            def close(self):
+                self._closed = getattr(self, "_closed", 0) + 1
+                if self._closed > 1:
+                    raise RuntimeError("closed twice")
+
+        class TestBroken(AdapterConformance):
+            adapter_cls = Broken
+
+            @classmethod
+            def build_model(cls, cache_dir):  # the null adapter reads no file: no model to build
+                return ModelSpec("fake", Path("fake.onnx"), "0", (InputSpec("x", "float32", (-1, 4)),), ("y",))
+        """
+    )
+    result = pytester.runpytest("-rf", "-p", "no:cacheprovider")
+    for check in ("test_check_answers_every_point", "test_first_run_is_no_compile", "test_effective_after_prepare",
+                  "test_device_memory_peak", "test_close_is_idempotent", "test_offline_runner"):
+        result.stdout.fnmatch_lines([f"FAILED *::TestBroken::{check}*"])
+    result.stdout.no_fnmatch_line("FAILED *::TestBroken::test_probe_answers*")

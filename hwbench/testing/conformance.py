@@ -77,12 +77,14 @@ class AdapterConformance:
     def trial_name(cls) -> str:
         return cls.adapter_name or cls.adapter_class().name
 
-    def build_model(self, cache_dir: Path) -> ModelSpec:
-        """The ModelSpec every check runs; default: the built-in `model_name`, built into `cache_dir`."""
+    @classmethod
+    def build_model(cls, cache_dir: Path) -> ModelSpec:
+        """The ModelSpec every check runs (override as a classmethod); default: the built-in
+        `model_name`, built into `cache_dir`."""
         pytest.importorskip("torch", reason="building the built-in tiny models needs torch (or override build_model)")
         from hwbench.models import resolve
 
-        return resolve(self.model_name, cache_dir=cache_dir)
+        return resolve(cls.model_name, cache_dir=cache_dir)
 
     # -- parametrisation and fixtures ----------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -93,9 +95,10 @@ class AdapterConformance:
             metafunc.parametrize("scenario", list(cls.adapter_class().scenarios))
 
     @pytest.fixture(scope="class")
-    def conformance_probe(self, request: pytest.FixtureRequest) -> Probe | BaseException:
+    @classmethod
+    def conformance_probe(cls) -> Probe | BaseException:
         try:
-            return request.cls.adapter_class().probe()
+            return cls.adapter_class().probe()
         except Exception as e:  # noqa: BLE001 - reported by test_probe_answers
             return e
 
@@ -125,28 +128,40 @@ class AdapterConformance:
         return path
 
     @pytest.fixture(scope="class")
-    def conformance_cache(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        return self._cache_dir(tmp_path_factory)
+    @classmethod
+    def conformance_cache(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return cls._cache_dir(tmp_path_factory)
 
     @pytest.fixture(scope="class")
-    def conformance_model(self, conformance_cache: Path, conformance_probe: Any) -> ModelSpec:
-        self._require_runtime(conformance_probe)  # class fixtures set up before the gate: skip here too
-        return self.build_model(conformance_cache)
+    @classmethod
+    def conformance_model(cls, conformance_cache: Path, conformance_probe: Any) -> ModelSpec:
+        cls._require_runtime(conformance_probe)  # class fixtures set up before the gate: skip here too
+        return cls.build_model(conformance_cache)
 
-    def new_adapter(self, cache_dir: Path) -> Adapter:
-        options = harness.merge_options(AdapterOptions(cache_dir=str(cache_dir)), self.adapter_options)
-        return self.adapter_class()(options)
+    @classmethod
+    def new_adapter(cls, cache_dir: Path) -> Adapter:
+        options = harness.merge_options(AdapterOptions(cache_dir=str(cache_dir)), cls.adapter_options)
+        return cls.adapter_class()(options)
 
     @pytest.fixture(scope="class")
-    def conformance_point(self, conformance_model: ModelSpec, conformance_cache: Path) -> tuple[str, int]:
+    @classmethod
+    def conformance_point(cls, conformance_model: ModelSpec, conformance_cache: Path) -> tuple[str, int]:
         """(precision, batch size) of the kit's own point: the first listed precision check() accepts."""
-        adapter = self.new_adapter(conformance_cache)
-        batch = self.batch_sizes[0]
-        tried = list(self.precisions or type(adapter).precisions)
-        reasons = {p: adapter.check(conformance_model, p, batch, "single-stream") for p in tried}
+        adapter = cls.new_adapter(conformance_cache)
+        batch = cls.batch_sizes[0]
+        tried = list(cls.precisions or type(adapter).precisions)
+        reasons = {p: cls._refusal(adapter, conformance_model, p, batch, "single-stream") for p in tried}
         ok = [p for p in tried if reasons[p] is None]
-        assert ok, f"{self.trial_name()} accepts no precision on {conformance_model.name} at batch {batch}: {reasons}"
+        assert ok, f"{cls.trial_name()} accepts no precision on {conformance_model.name} at batch {batch}: {reasons}"
         return ("fp32" if "fp32" in ok else ok[0]), batch
+
+    @staticmethod
+    def _refusal(adapter: Adapter, model: ModelSpec, precision: str, batch: int, scenario: str) -> str | None:
+        """check()'s answer, a raise counting as a refusal (test_check_answers_every_point reports it)."""
+        try:
+            return adapter.check(model, precision, batch, scenario)
+        except Exception as e:  # noqa: BLE001
+            return f"check() raised {type(e).__name__}: {e}"
 
     @pytest.fixture
     def prepared(self, conformance_model: ModelSpec, conformance_point: tuple[str, int],
@@ -230,7 +245,8 @@ class AdapterConformance:
                                            monkeypatch: pytest.MonkeyPatch) -> None:
         adapter = self.new_adapter(conformance_cache)
         batch = self.batch_sizes[0]
-        refused = [(p, s) for s in SCENARIOS for p in ALL if adapter.check(conformance_model, p, batch, s)]
+        answers = {(p, s): self._refusal(adapter, conformance_model, p, batch, s) for s in SCENARIOS for p in ALL}
+        refused = [point for point, reason in answers.items() if reason and not reason.startswith("check() raised")]
         precision, scenario = refused[0] if refused else (NOT_A_PRECISION, "single-stream")
         log: list[str] = []
         rec, samples = self._run_trial(conformance_model, precision, batch, scenario, conformance_cache,
