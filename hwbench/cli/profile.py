@@ -191,7 +191,7 @@ def profile(
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="single-stream, offline, or both (default single-stream).")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Minimum timed seconds per trial (default 2).")] = None,
     min_iters: Annotated[Optional[int], typer.Option("--min-iters", help="Minimum timed iterations per trial (default 100).")] = None,
-    max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Cap on each trial's timed window in seconds (default 15; at least --duration).")] = None,
+    max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Cap on each trial's timed window in seconds (default 10; at least --duration).")] = None,
     ci_target: Annotated[Optional[float], typer.Option("--ci-target", help="Stop a trial once its p50's 95% interval is within this relative half-width (default 0.01: +-1%).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Short trials for smoke tests and CI (records flagged when too short).")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one run folder per invocation.")] = Path("results"),

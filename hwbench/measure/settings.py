@@ -24,7 +24,7 @@ class MeasureSettings:
     min_duration_s: float = 2.0
     min_iters: int = 100
     max_iters: int = 1_000_000  # a cap for trivially fast calls (the null adapter)
-    max_duration_s: float = 15.0  # per-trial cap on the timed window (stops a slow or noisy point)
+    max_duration_s: float = 10.0  # per-trial cap on the timed window (stops a slow or noisy point)
     target_p50_rel_halfwidth: float = 0.01  # stop once the p50's 95% interval is within +-1%
     max_cv: float = 0.10  # above: invalid (unstable)
     min_samples_for_p99: int = 100  # below: invalid (p99 is only the maximum)
