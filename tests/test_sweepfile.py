@@ -103,7 +103,7 @@ def test_a_single_problem_is_one_line() -> None:
         ({"tdp_w": 0}, "tdp_w: expected a power in watts above 0"),
         ({"measure": {"target_p50_rel_halfwidth": 1.0}}, "measure.target_p50_rel_halfwidth: expected a relative half-width"),
         ({"measure": {"target_p50_rel_halfwidth": 0}}, "measure.target_p50_rel_halfwidth: expected a relative half-width"),
-        ({"measure": {"min_duration_s": 20}}, "measure.min_duration_s: 20 s is above measure.max_duration_s (15 s)"),
+        ({"measure": {"min_duration_s": 20}}, "measure.min_duration_s: 20 s is above measure.max_duration_s (10 s)"),
         ({"dims": {"sequence": 0}}, "dims.sequence: expected a positive integer"),
         ({"dims": {"bad\nname": 4}}, 'dims."bad\\nname": dimension name: control characters'),
         ({"models": [""]}, "models[0]: expected a non-empty string"),
