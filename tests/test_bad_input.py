@@ -276,6 +276,14 @@ PRICE_CASES = {
                        'as_of = 2025-11-30\nsource = "test"\n', "is negative (-1.0)"),
     "missing price": ('[instances."my-box"]\nprovider = "aws"\nas_of = 2025-11-30\nsource = "test"\n',
                       "needs on_demand_usd_per_hour"),
+    "spot above on-demand": ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_usd_per_hour = 2.0\n'
+                             'as_of = 2025-11-30\nsource = "test"\n', "spot_usd_per_hour (2) is above on_demand_usd_per_hour (1)"),
+    "date in the future": ('[instances.x]\non_demand_usd_per_hour = 1.0\nas_of = 2999-01-01\nsource = "test"\n',
+                           "as_of 2999-01-01 is in the future"),
+    "accelerator with count 0": ('[instances.x]\naccelerator = "T4"\naccelerator_count = 0\non_demand_usd_per_hour = 1.0\n'
+                                 'as_of = 2025-11-30\nsource = "test"\n', "accelerator is 'T4' but accelerator_count is 0"),
+    "infinite price": ('[instances.x]\non_demand_usd_per_hour = inf\nas_of = 2025-11-30\nsource = "test"\n',
+                       "on_demand_usd_per_hour must be a number, got inf"),
 }
 
 
