@@ -206,7 +206,7 @@ def profile(
     price_note: Annotated[Optional[str], typer.Option("--price-note", help="Where the --usd-per-hour figure comes from (shown as the price basis).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A sweep file (TOML); flags override it.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Complete an interrupted run folder without redoing finished trials.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads (default: the runtime's choice; at most 4 x the logical CPUs).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Adapter device, e.g. cuda, cuda:1, GPU, NPU.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Offline scenario: requests in flight (default: tuned by the adapter).")] = None,
     dim: Annotated[Optional[list[str]], typer.Option("--dim", help="A non-batch dynamic dimension, NAME=VALUE (e.g. sequence=64). Repeatable.")] = None,

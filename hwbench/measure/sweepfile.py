@@ -416,7 +416,9 @@ def problems_of(error: ValidationError, doc: Any) -> list[Problem]:
     """A pydantic ValidationError of SweepModel as one Problem per error, in the document's order."""
     out = []
     for e in error.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if p != "[key]")  # a dims key's own error names the key
+        loc = tuple(e["loc"])
+        if len(loc) == 3 and loc[0] == "dims" and loc[2] == "[key]":  # a dims key's own error names the key
+            loc = loc[:2]
         at = (e.get("ctx") or {}).get("at")
         if at:
             loc = (*loc[:-1], at)
