@@ -374,7 +374,7 @@ def _unknown(loc: tuple[str | int, ...]) -> str:
     model: type[BaseModel] = SweepModel
     for part in loc[:-1]:
         model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
-    known = list(model.model_fields)
+    known = sorted(model.model_fields, key=lambda k: k in ("measure", "accuracy"))  # the tables after the keys
     hint = _suggest(key, known)
     return f"unknown key{hint}" if hint else f"unknown key; known: {', '.join(known)}"
 
