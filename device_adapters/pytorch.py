@@ -4,7 +4,7 @@ It needs the model's PyTorch source, so it runs the built-in models only (user O
 files are for ort-cpu and openvino). Default: torch.compile (inductor, freezing on),
 static shapes, compiled in prepare() so that compile time counts as cold start.
 Measured here on CPU: compile beats eager only with freezing, and takes 9-32 s per
-input shape; options.compile=False gives eager.
+input shape; sweep file [adapter_options.torch] compile_mode = "eager" gives eager.
 
 Precisions: fp32 (TF32 and reduced-precision fp32 matmuls switched off), bf16 (autocast,
 CPU and CUDA), fp16 and tf32 (CUDA only), int8 on CPU by dynamic quantization of the
@@ -107,7 +107,7 @@ class TorchAdapter(Adapter):
         self.on_cuda = self.device.startswith("cuda")
         if self.on_cuda:
             self.device_kind = "cuda"
-        self.use_compile = True if self.options.compile is None else bool(self.options.compile)
+        self.use_compile = self.options.extra.get("compile_mode", "default") != "eager"
         self._spec: ModelSpec | None = None
         self._precision = ""
         self._batch_size = 0
@@ -225,8 +225,8 @@ class TorchAdapter(Adapter):
         for key, value in COMPILE_OPTIONS.items():
             self._restore_inductor.setdefault(key, getattr(inductor_config, key))
             setattr(inductor_config, key, value)
-        mode = self.options.extra.get("compile_mode") or None
-        return torch.compile(module, dynamic=False, mode=str(mode) if mode else None)
+        mode = self.options.extra.get("compile_mode", "default")
+        return torch.compile(module, dynamic=False, mode=None if mode == "default" else str(mode))
 
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
         reason = self.check(model, precision, batch_size, "single-stream")

@@ -137,6 +137,19 @@ def test_offline_runner_completes_every_tag_once(tiny_models: dict[str, ModelSpe
         adapter.close()
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_num_streams_option_reaches_the_offline_compile(tiny_models: dict[str, ModelSpec], streams: int) -> None:
+    """[adapter_options.openvino] num_streams (AdapterOptions.extra) sets NUM_STREAMS, read back from the runtime."""
+    spec = tiny_models["mlp-tiny"]
+    adapter = OpenVinoAdapter(AdapterOptions(extra={"num_streams": streams}))
+    adapter.prepare(spec, "fp32", BATCH, make_inputs(spec, BATCH))
+    try:
+        adapter.open_concurrent(0)
+        assert adapter.effective()["offline_num_streams"] == streams
+    finally:
+        adapter.close()
+
+
 def test_broken_precision_fails_the_drift_check(tiny_models: dict[str, ModelSpec]) -> None:
     """Outputs for the wrong inputs (a real run, not a fake) must not pass for the right ones."""
     spec = tiny_models["resnet-tiny"]

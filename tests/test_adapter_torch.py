@@ -27,7 +27,7 @@ from hwbench.models.workload import make_inputs  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 BATCH = 2
-EAGER = AdapterOptions(compile=False)
+EAGER = AdapterOptions(extra={"compile_mode": "eager"})  # as the sweep file's [adapter_options.torch] passes it
 
 
 def _reference(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -106,7 +106,7 @@ def test_compile_with_freezing_matches_reference(tiny_models: dict[str, ModelSpe
 
 
 def test_int8_runs_eager_even_when_compile_is_asked(tiny_models: dict[str, ModelSpec]) -> None:
-    out, ref, eff = _run(TorchAdapter(AdapterOptions(compile=True)), tiny_models["mlp-tiny"], "int8")
+    out, ref, eff = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "default"})), tiny_models["mlp-tiny"], "int8")
     assert eff["mode"] == "eager" and "graph" in eff["eager_reason"]
 
 
@@ -114,10 +114,39 @@ def test_int8_runs_eager_even_when_compile_is_asked(tiny_models: dict[str, Model
 @pytest.mark.parametrize("model", ["resnet-tiny", "bert-tiny"])
 def test_compile_bf16_within_drift(tiny_models: dict[str, ModelSpec], model: str) -> None:
     spec = tiny_models[model]
-    out, ref, eff = _run(TorchAdapter(AdapterOptions(compile=True)), spec, "bf16")
+    out, ref, eff = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "default"})), spec, "bf16")
     assert eff["mode"] == "compile"
     result = compare_outputs(ref, out, spec.task, AccuracySettings())
     assert result.ok, result.reasons
+
+
+def test_channels_last_option_reaches_the_adapter(tiny_models: dict[str, ModelSpec]) -> None:
+    """[adapter_options.torch] channels_last = false: the CNN runs in the default memory format, and says so."""
+    spec = tiny_models["resnet-tiny"]
+    _, _, on = _run(TorchAdapter(EAGER), spec, "fp32")
+    _, _, off = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "eager", "channels_last": False})), spec, "fp32")
+    assert on["channels_last"] is True and off["channels_last"] is False
+    assert off["mode"] == "eager" and off["compile_mode"] is None
+
+
+def test_sweep_file_adapter_options_reach_the_effective_settings(tiny_models: dict[str, ModelSpec], tmp_path) -> None:
+    """Through the real path: a sweep file's [adapter_options.torch] -> SweepConfig -> run_trial -> record."""
+    import json
+
+    from hwbench.measure.sweepfile import parse_sweep
+    from hwbench.measure.trial import Trial, TrialContext, run_trial
+
+    cfg = parse_sweep({"adapters": ["torch"], "models": ["resnet-tiny"], "batch_sizes": [BATCH],
+                       "adapter_options": {"torch": {"compile_mode": "eager", "channels_last": False}},
+                       "accuracy": {"enabled": False}, "measure": {"min_duration_s": 0.05, "min_iters": 3,
+                                                                   "warmup_s": 0.0, "max_duration_s": 1.0}})
+    assert cfg.adapter_options == {"torch": {"compile_mode": "eager", "channels_last": False}}
+    trial = Trial(model="resnet-tiny", adapter="torch", precision="fp32", batch_size=BATCH, scenario="single-stream")
+    rec, _ = run_trial(trial, tiny_models["resnet-tiny"], TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h",
+                                                                   cache_dir=str(tmp_path)))
+    assert rec.status == "ok", rec.error
+    settings = json.loads(rec.settings)
+    assert settings["mode"] == "eager" and settings["channels_last"] is False
 
 
 def test_offline_runner_completes_every_tag_once(tiny_models: dict[str, ModelSpec]) -> None:
@@ -167,7 +196,7 @@ def test_broken_precision_fails_the_drift_check(tiny_models: dict[str, ModelSpec
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp16"])
 def test_cuda_precisions(tiny_models: dict[str, ModelSpec], precision: str) -> None:
     spec = tiny_models["resnet-tiny"]
-    adapter = TorchAdapter(AdapterOptions(device="cuda", compile=False))
+    adapter = TorchAdapter(AdapterOptions(device="cuda", extra={"compile_mode": "eager"}))
     reason = adapter.check(spec, precision, BATCH, "single-stream")
     if reason is not None:
         pytest.skip(reason)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'hwbench[ort]'")
-onnx = pytest.importorskip("onnx")
+import onnx  # noqa: E402  (a dependency of hwbench: always installed)
 
 from onnx import numpy_helper  # noqa: E402
 

@@ -82,10 +82,9 @@ class AdapterOptions:
 
     device: str = ""  # adapter-specific device selector ("" = adapter default), e.g. "GPU.0", "cuda:1"
     threads: int = 0  # 0 = adapter/runtime default
-    compile: bool | None = None  # torch: torch.compile or eager; None = adapter default
     concurrency: int = 0  # offline scenario: 0 = adapter picks (tuned), n = fixed
     cache_dir: str = ""  # where compiled artefacts (quantized models, engines) are cached
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the sweep file's [adapter_options.NAME] for this adapter
 
 
 class ConcurrentRunner(Protocol):

@@ -79,6 +79,9 @@ class SweepConfig:
     memory_limit_mb: float = 0.0  # per-worker RSS limit; 0: 90% of physical memory
     allow_emulated: bool = False  # run precisions the device only emulates (hwbench.host.isa); default: unsupported
     processes: int = 1  # fresh worker processes per trial, run one after another; samples pooled
+    # per adapter name, settings only that adapter understands (sweep file [adapter_options.NAME]),
+    # passed to it as AdapterOptions.extra: torch compile_mode / channels_last, openvino num_streams
+    adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

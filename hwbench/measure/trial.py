@@ -200,7 +200,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
     cfg = ctx.config
     options = AdapterOptions(
         device=cfg.device, threads=cfg.threads, concurrency=cfg.concurrency, cache_dir=ctx.cache_dir,
-        extra={"batch_sizes": list(cfg.batch_sizes)},
+        extra={"batch_sizes": list(cfg.batch_sizes), **cfg.adapter_options.get(trial.adapter, {})},
     )
     adapter: Adapter | None = None
     samples = None

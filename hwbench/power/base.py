@@ -2,7 +2,7 @@
 the adapter never measures itself.
 
 A meter's reading says its method and whether it is an estimate; estimates are
-never averaged together with measurements (hwbench.analysis keeps them apart).
+never averaged together with measurements (hwbench.analyse keeps them apart).
 """
 
 from __future__ import annotations
