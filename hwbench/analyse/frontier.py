@@ -34,6 +34,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from hwbench.jsonsafe import json_safe
+
 from hwbench import __version__
 from hwbench.errors import HwbenchError, ResultsError, UsageError
 from hwbench.analyse.pareto import MAX, MIN, pareto_mask_by
@@ -245,12 +247,7 @@ def export(points: pd.DataFrame, path: Path, *, objective: str = "cost", price_k
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in row.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
-    return out
+    return json_safe(row)
 
 
 class Frontier:
