@@ -250,3 +250,25 @@ def test_the_neuron_adapter_reports_one_chip_of_an_inf2_48xlarge(monkeypatch: py
     assert (rec.device, rec.accelerator, rec.accelerators_used) == ("AWS Inferentia2", "Inferentia2", 1)
     point = build_matrix(pd.DataFrame([rec.to_row()]), load_builtin()).points.iloc[0]
     assert point.price_share == "1/12"
+
+
+# -- the offline runner is always closed --------------------------------------------------------
+def test_the_trial_closes_the_offline_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwbench.adapter.concurrency import ThreadedRunner
+    from hwbench.measure.settings import MeasureSettings, SweepConfig
+    from hwbench.measure.trial import Trial, TrialContext, run_trial
+
+    closed: list[int] = []
+    original = ThreadedRunner.close
+
+    def close(self: ThreadedRunner) -> None:
+        closed.append(self.concurrency)
+        original(self)
+
+    monkeypatch.setattr(ThreadedRunner, "close", close)
+    spec = _tiny_onnx(tmp_path / "tiny.onnx")
+    cfg = SweepConfig(models=(spec.name,), measure=MeasureSettings.quick(), idle_power_s=0, concurrency=2)
+    ctx = TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h", cache_dir=str(tmp_path))
+    rec, _ = run_trial(Trial(spec.name, "null", "fp32", 1, "offline"), spec, ctx)
+    assert rec.status == "ok", rec.error
+    assert closed == [2] and rec.device == "cpu"  # the null adapter keeps the record's host device
