@@ -28,7 +28,6 @@ Facts relied on (ONNX Runtime documentation):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -161,6 +160,8 @@ class _OrtGpuAdapter(Adapter):
         self._bound: BoundSession | None = None
         self._session: Any = None
         self._settings: dict[str, Any] = {}
+        self._device_id = 0
+        self._precision_effective = ""
 
     @classmethod
     def _extra_problems(cls) -> list[str]:

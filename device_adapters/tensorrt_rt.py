@@ -191,6 +191,8 @@ class TensorRtAdapter(Adapter):
         self._bound_is_trial = False
         self._max_batch = 1
         self._settings: dict[str, Any] = {}
+        self._precision_effective = ""
+        self._gpu_name = "unknown GPU"
 
     @classmethod
     def probe(cls) -> Probe:
