@@ -145,7 +145,7 @@ def test_num_streams_option_reaches_the_offline_compile(tiny_models: dict[str, M
     adapter.prepare(spec, "fp32", BATCH, make_inputs(spec, BATCH))
     try:
         adapter.open_concurrent(0)
-        assert adapter.effective()["offline_num_streams"] == streams
+        assert adapter.effective().settings["offline_num_streams"] == streams
     finally:
         adapter.close()
 
