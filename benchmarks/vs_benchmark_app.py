@@ -80,8 +80,8 @@ def hwbench_side(spec: ModelSpec, precision: str, batch: int, settings: MeasureS
         "p50_ms": single["latency_p50_ms"],
         "cv": single["latency_cv"],
         "throughput_sps": offline["throughput_sps"],
-        "offline_concurrency": eff["offline_concurrency"],
-        "precision_effective": eff["precision_effective"],
+        "offline_concurrency": eff.settings["offline_concurrency"],
+        "precision_effective": eff.precision,
     }
 
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device_adapters.null import NullAdapter
 from hwbench.adapter import ConcurrentRunner, Probe
 from hwbench.adapter.concurrency import ThreadedRunner
+from hwbench.adapter.kit import NullBase
 from hwbench.models.spec import ModelSpec
 from hwbench.precision import ALL, SCENARIOS
 
@@ -145,8 +145,8 @@ def inject(kind: str, where: str) -> None:
     raise RuntimeError(f"fault {kind} did not end the worker")
 
 
-class FaultyAdapter(NullAdapter):
-    """The null adapter plus the faults HWBENCH_FAULT selects for this trial."""
+class FaultyAdapter(NullBase):
+    """The null adapter's do-nothing base (hwbench.adapter.kit.NullBase) plus the faults HWBENCH_FAULT selects."""
 
     name = "faulty"
     description = "test only: crashes, hangs, leaks or raises on demand (HWBENCH_FAULT)"

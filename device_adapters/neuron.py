@@ -11,6 +11,9 @@ Facts relied on (AWS Neuron documentation):
   fp32 operation to that type.
 - A traced model runs on one NeuronCore unless wrapped in torch_neuronx.DataParallel;
   hwbench records 1 core used and the cores present (neuron-ls: nc_count per device).
+- The price catalog counts Neuron devices (chips: inf2.48xlarge has 12 Inferentia2, 2 NeuronCores
+  each), so the trial is charged ceil(cores used / cores per chip) chips: one core holds one chip,
+  which no other trial uses meanwhile (hwbench.adapter.kit.neuron_chips_used).
 - Neuron devices appear as /dev/neuron0, /dev/neuron1, ...
 
 The model comes from hwbench.models.build_torch(spec) (built-in models only; it raises
@@ -26,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from device_adapters.ort_gpu import cache_root
-from hwbench.adapter import Adapter, AdapterOptions, Probe
+from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
+from hwbench.adapter.kit import atomic_build, cache_root, neuron_effective
 from hwbench.host.accelerators import neuron_devices, neuron_problem
 from hwbench.models.spec import ModelSpec
 
@@ -70,6 +73,7 @@ class NeuronAdapter(Adapter):
 
     name = "neuron"
     device_kind = "neuron"
+    NEURONCORES_USED = 1  # a traced model runs on one NeuronCore (module docstring)
     precisions = ("fp32", "tf32", "fp16", "bf16")
     description = "AWS Neuron (Inferentia2/Trainium) via torch-neuronx trace, static shapes"
 
@@ -80,6 +84,8 @@ class NeuronAdapter(Adapter):
         self._order: list[str] = []
         self._batch = 0
         self._settings: dict[str, Any] = {}
+        self._devices: list[Any] = []
+        self._precision_effective = ""
 
     @classmethod
     def probe(cls) -> Probe:
@@ -99,6 +105,8 @@ class NeuronAdapter(Adapter):
 
     def check(self, model: ModelSpec, precision: str, batch_size: int, scenario: str) -> str | None:
         reason = super().check(model, precision, batch_size, scenario)
+        if reason is None and self.placement.index:
+            return "neuron runs on the first free NeuronCore; choosing a Neuron device is not implemented"
         if reason is None and not model.builtin:
             return "neuron traces the PyTorch model; a user ONNX file has none (built-in models only)"
         return reason
@@ -131,20 +139,15 @@ class NeuronAdapter(Adapter):
                 self._traced = torch_neuronx.trace(
                     module, self._args, compiler_args=compiler_args(precision), compiler_workdir=str(workdir)
                 )
-            tmp = cached.with_suffix(".tmp")
-            torch.jit.save(self._traced, str(tmp))
-            tmp.replace(cached)
+            atomic_build(cached, lambda staged: torch.jit.save(self._traced, str(staged)))
         self.run()  # loads the compiled graph onto the NeuronCore: part of the cold start
-        devices = neuron_devices()
+        self._devices = neuron_devices()
+        self._precision_effective = precision if precision != "fp32" else "fp32 (--auto-cast none)"
         self._settings = {
-            "precision_effective": precision if precision != "fp32" else "fp32 (--auto-cast none)",
             "compiler_args": compiler_args(precision),
             "torch_neuronx_version": version,
             "compile_cache_hit": hit,
             "static_batch": batch_size,
-            "neuroncores_used": 1,
-            "neuroncores_present": sum(d.cores or 0 for d in devices) or None,
-            "neuron_devices": len(devices),
         }
 
     def run(self) -> None:
@@ -162,8 +165,10 @@ class NeuronAdapter(Adapter):
             parts.append([o.detach().float().numpy()[: stop - start] for o in outs])
         return [np.concatenate(col, axis=0) for col in zip(*parts)]
 
-    def effective(self) -> dict[str, Any]:
-        return dict(self._settings)
+    def effective(self) -> Effective:
+        """One NeuronCore ran it, charged as the chip that holds it (settings: cores used and present)."""
+        return neuron_effective(self._precision_effective, self.NEURONCORES_USED, self._devices,
+                                self.placement.meter_index, self._settings)
 
     def close(self) -> None:
         self._traced = None

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import queue
 import shutil
 import sys
@@ -29,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from hwbench.measure.accuracy import outputs_in_batches
-from hwbench.adapter import Adapter, AdapterOptions, Probe
-from hwbench.errors import AdapterUnavailable, UnsupportedPoint
+from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
+from hwbench.adapter.kit import atomic_build, cache_root, cpu_effective, outputs_in_batches, parse_device
+from hwbench.errors import AdapterUnavailable, UnsupportedPoint, UsageError
 from hwbench.host.isa import PrecisionSupport
 from hwbench.models.spec import ModelSpec
 
@@ -96,12 +95,22 @@ class _AsyncRunner:
                     return tags
             tags.extend(self.wait())
 
+    def close(self) -> None:
+        """Wait for requests still running, then drop them (OpenVINO frees them with the compile)."""
+        for req in self._requests:
+            try:
+                req.wait()
+            except Exception:  # noqa: BLE001 - closing must not raise
+                pass
+        self._requests = []
+
 
 class OpenVinoAdapter(Adapter):
     """OpenVINO on the ONNX file: CPU by default, GPU/NPU when the runtime reports them."""
 
     name = "openvino"
-    device_kind = "cpu"
+    device_kind = "cpu"  # the default; "GPU[.N]" / "NPU[.N]" instances have placement.kind "gpu" / "npu"
+    device_kinds = ("cpu", "gpu", "npu")
     precisions = ("fp32", "bf16", "fp16", "int8")
     scenarios = ("single-stream", "offline")
     description = "OpenVINO runtime (CPU, Intel GPU/NPU); int8 via NNCF post-training quantization"
@@ -216,10 +225,10 @@ class OpenVinoAdapter(Adapter):
             [spec.sha256, ov.__version__, nncf.__version__, CALIBRATION_SAMPLES, model_type, sorted(spec.dims.items())]
         )
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
-        root = Path(self.options.cache_dir or self._scratch_dir()) / "openvino-int8"
+        root = (cache_root(self.options) if self.options.cache_dir else Path(self._scratch_dir())) / "openvino-int8"
         final = root / f"{spec.name}-{key}"
         xml = final / "model.xml"
-        if xml.exists():
+        if final.exists():
             self._int8_cache = "hit"
             return xml
         samples = make_calibration_set(spec, 1, CALIBRATION_SAMPLES)
@@ -233,13 +242,8 @@ class OpenVinoAdapter(Adapter):
                 subset_size=len(samples),
                 model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
             )
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-        ov.save_model(quantized, str(staging / "model.xml"), compress_to_fp16=False)
-        try:
-            os.replace(staging, final)  # atomic: a reader sees no half-written IR
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(staging, ignore_errors=True)
+        # the IR folder (model.xml + model.bin) is published whole: a reader sees no half-written IR
+        atomic_build(final, lambda staged: ov.save_model(quantized, str(staged / "model.xml"), compress_to_fp16=False))
         self._int8_cache = "miss"
         return xml
 
@@ -344,18 +348,28 @@ class OpenVinoAdapter(Adapter):
             out["inference_precision_hint"] = None
         return out
 
-    def effective(self) -> dict[str, Any]:
+    def _placement_ran(self, execution_devices: Any) -> Any:
+        """The device it compiled on, read back (EXECUTION_DEVICES, e.g. ['GPU.1']), else the selector's."""
+        for name in execution_devices if isinstance(execution_devices, list) else []:
+            try:
+                return parse_device(str(name), self.device_kind)
+            except UsageError:
+                continue
+        return self.placement
+
+    def effective(self) -> Effective:
+        """OpenVINO's read-back: the precision that applied and the device it compiled on
+        (CPU: the host CPU; GPU/NPU: its FULL_DEVICE_NAME, index, one of the machine's)."""
         if self._compiled is None:
-            return {}
+            raise RuntimeError("effective() before prepare()")
         import openvino as ov
 
         settings = self._read_back(self._compiled)
         hint = settings.get("inference_precision_hint")
+        precision = "int8" if self._precision == "int8" else hint or self._precision
+        placement = self._placement_ran(settings.get("execution_devices"))
         settings.update(
             {
-                "precision_effective": "int8" if self._precision == "int8" else hint or self._precision,
-                "device": self.device,
-                "device_name": str(self._ov_core().get_property(self.device, "FULL_DEVICE_NAME")),
                 "static_shapes": {i.name: list(i.with_batch(self._batch_size)) for i in self._spec.inputs} if self._spec else {},
                 "openvino_version": ov.__version__.split("-")[0],
             }
@@ -364,7 +378,11 @@ class OpenVinoAdapter(Adapter):
             settings["quantization"] = f"nncf ptq, {CALIBRATION_SAMPLES} generated samples, other ops at {hint}"
             settings["int8_cache"] = self._int8_cache
         settings.update(self._offline.get("settings", {}))
-        return settings
+        if placement.kind == "cpu":
+            return cpu_effective(precision, settings)
+        name = str(self._ov_core().get_property(self.device, "FULL_DEVICE_NAME"))
+        return Effective(precision=precision, device_kind=placement.kind, device_name=name,
+                         device_index=placement.index, accelerator=None, accelerators_used=1, settings=settings)
 
     def close(self) -> None:
         self._offline = {}

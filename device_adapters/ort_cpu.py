@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from hwbench.adapter import Adapter, ConcurrentRunner, Probe
+from hwbench.adapter import Adapter, ConcurrentRunner, Effective, Probe
 from hwbench.adapter.concurrency import ThreadedRunner
+from hwbench.adapter.kit import atomic_build, cache_root, cpu_effective
 from hwbench.errors import HwbenchError, UnsupportedPoint
 from hwbench.host.isa import INT8_DOT_FLAGS, int8_dot_saturates
 from hwbench.models.spec import ModelSpec
@@ -119,37 +118,6 @@ def quantize_int8(model: ModelSpec, out: Path, recipe: Int8Recipe) -> None:
     )
 
 
-def _cache_root(cache_dir: str) -> Path:
-    if cache_dir:
-        return Path(cache_dir)
-    from hwbench.models import default_cache_dir
-
-    return default_cache_dir()
-
-
-def _atomic_build(target: Path, build: Any) -> Path:
-    """Build a file into a private temporary folder, then move it into place atomically.
-
-    ONNX Runtime's quantizer writes augmented models and calibration files into the
-    working directory; running it inside a temporary folder keeps the user's folder
-    clean, and the folder is removed whatever happens.
-    """
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".hwbench-ort-", dir=target.parent))
-    cwd = os.getcwd()
-    try:
-        os.chdir(tmp)
-        out = tmp / "model.onnx"
-        build(out)
-        os.replace(out, target)
-    finally:
-        os.chdir(cwd)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 class _Calibration:
     """onnxruntime.quantization.CalibrationDataReader over generated inputs."""
 
@@ -198,10 +166,12 @@ class OrtCpuAdapter(Adapter):
             ort_version = "?"
         method = self._int8_recipe(model).cache_tag() if precision == "int8" else "fp16-keepio"
         key = hashlib.sha256(f"{model.sha256}|{method}|{ort_version}".encode()).hexdigest()[:20]
-        target = _cache_root(self.options.cache_dir) / "ort-cpu" / f"{precision}-{key}.onnx"
+        target = cache_root(self.options) / "ort-cpu" / f"{precision}-{key}.onnx"
+        # in a private folder as working directory: ONNX Runtime's quantizer writes augmented
+        # models and calibration files into the working directory
         if precision == "int8":
-            return _atomic_build(target, lambda out: self._quantize(model, out))
-        return _atomic_build(target, lambda out: self._to_fp16(model, out))
+            return atomic_build(target, lambda out: self._quantize(model, out), in_folder=True)
+        return atomic_build(target, lambda out: self._to_fp16(model, out), in_folder=True)
 
     def _quantize(self, model: ModelSpec, out: Path) -> None:
         quantize_int8(model, out, self._int8_recipe(model))
@@ -280,11 +250,9 @@ class OrtCpuAdapter(Adapter):
         outs = self._session.run(self._output_names, inputs)
         return [np.asarray(o, dtype=np.float32) for o in outs]
 
-    def effective(self) -> dict[str, Any]:
+    def effective(self) -> Effective:
         so = self._session.get_session_options()
         settings: dict[str, Any] = {
-            "precision_effective": self._precision,
-            "device": "CPU",
             "execution_provider": self._session.get_providers()[0],
             "intra_op_num_threads": so.intra_op_num_threads,  # 0 = ONNX Runtime's default (physical cores)
             "graph_optimization_level": str(so.graph_optimization_level),
@@ -301,7 +269,7 @@ class OrtCpuAdapter(Adapter):
         settings.update(getattr(self, "_offline", {}))
         if self._precision == "fp16":
             settings["conversion"] = "onnxruntime.transformers.float16, fp32 inputs/outputs kept"
-        return settings
+        return cpu_effective(self._precision, settings)
 
     def close(self) -> None:
         self._session = None

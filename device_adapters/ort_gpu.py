@@ -1,9 +1,9 @@
 """ONNX Runtime on NVIDIA GPUs: the CUDA execution provider ('ort-cuda') and the TensorRT
 execution provider ('ort-trt') of onnxruntime-gpu, with inputs and outputs bound on the device.
 
-Also home of the ONNX-side preparation that the 'tensorrt' adapter shares: optimisation
-profiles over the swept batch sizes, and derived models made with ONNX Runtime's own tools
-(an fp16 model, a symmetric QDQ int8 model calibrated on the trial's generated inputs).
+The ONNX-side preparation it shares with the 'tensorrt' adapter (optimisation profiles over
+the swept batch sizes, an fp16 model, a symmetric QDQ int8 model calibrated on the trial's
+generated inputs) lives in the adapter kit, hwbench.adapter.derived.
 
 Facts relied on (ONNX Runtime documentation):
 - InferenceSession(path, sess_options, providers=[(name, {option: value}), ...]); when a
@@ -28,7 +28,6 @@ Facts relied on (ONNX Runtime documentation):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,55 +35,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwbench.adapter import Adapter, AdapterOptions, Probe
+from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
+from hwbench.adapter.derived import (  # noqa: F401 - re-exported: ort_gpu.fp16_model etc.
+    Profile, chunk_ranges, existing_qdq_kind, fp16_model, profile_batches, qdq_model, shape_profile,
+)
+from hwbench.adapter.kit import cache_root, cuda_effective
 from hwbench.errors import AdapterUnavailable, HwbenchError
 from hwbench.host.accelerators import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
 from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[ort-gpu]' (uninstall the CPU onnxruntime wheel first)"
-Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
 
 # -- pure helpers -----------------------------------------------------------------------------
-def cuda_index(device: str) -> int:
-    """'' -> 0, 'cuda:1' -> 1, '2' -> 2."""
-    text = device.strip().lower().removeprefix("cuda").lstrip(":")
-    if not text:
-        return 0
-    if not text.isdigit():
-        raise HwbenchError(f"cannot read a CUDA device index from {device!r}")
-    return int(text)
-
-
-def cache_root(options: AdapterOptions) -> Path:
-    """Where derived models and engines are kept: the adapter's cache_dir, else hwbench's cache."""
-    if options.cache_dir:
-        return Path(options.cache_dir).expanduser()
-    from hwbench.models import default_cache_dir
-
-    return default_cache_dir()
-
-
-def profile_batches(batch_size: int, extra: Mapping[str, Any]) -> tuple[int, int, int]:
-    """(min, opt, max) batch of the profile: 1, this trial's batch, the largest swept batch."""
-    swept = [int(b) for b in extra.get("batch_sizes", ()) or ()]
-    return 1, batch_size, max([batch_size, *swept])
-
-
-def shape_profile(model: ModelSpec, batch_size: int, extra: Mapping[str, Any]) -> Profile:
-    """Per input, (min, opt, max) shapes: non-batch dims fixed, batch over profile_batches()."""
-    lo, opt, hi = profile_batches(batch_size, extra)
-    return {i.name: (i.with_batch(lo), i.with_batch(opt), i.with_batch(hi)) for i in model.inputs}
-
-
 def trt_shapes_option(profile: Profile, which: int) -> str:
     """The TensorRT EP's shape string for one of min (0), opt (1), max (2)."""
     return ",".join(f"{name}:{'x'.join(str(d) for d in shapes[which])}" for name, shapes in profile.items())
-
-
-def chunk_ranges(n: int, max_batch: int) -> list[tuple[int, int]]:
-    """Split n items into consecutive [start, stop) chunks of at most max_batch."""
-    return [(s, min(s + max_batch, n)) for s in range(0, n, max_batch)]
 
 
 def cuda_provider_options(precision: str, device_id: int) -> dict[str, str]:
@@ -124,83 +90,6 @@ def ort_numpy_dtype(ort_type: str) -> Any:
     if ort_type not in _ORT_TYPES:
         raise HwbenchError(f"input type {ort_type} is not supported")
     return _ORT_TYPES[ort_type]
-
-
-def _arrays_sha(arrays: Mapping[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
-# -- derived models (ONNX Runtime tools, run on the CPU) --------------------------------------
-def fp16_model(model: ModelSpec, cache_dir: Path) -> Path:
-    """An fp16 copy of the model, float32 inputs and outputs kept (cached by model hash)."""
-    out = cache_dir / "models" / f"{model.name}-{model.sha256[:16]}-fp16.onnx"
-    if out.exists():
-        return out
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    converted = convert_float_to_float16(onnx.load(str(model.onnx_path)), keep_io_types=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    onnx.save_model(converted, str(tmp), save_as_external_data=converted.ByteSize() > 1_800_000_000)
-    tmp.replace(out)
-    return out
-
-
-def qdq_model(model: ModelSpec, calibration: Mapping[str, np.ndarray], cache_dir: Path) -> Path:
-    """A symmetric int8 QDQ model calibrated (MinMax) on `calibration` (cached by both hashes).
-
-    No fp8 counterpart: ONNX Runtime calibrates float8 only with its Distribution method,
-    which clipped activations badly when tried here (a small random CNN, 4 calibration
-    images: max output error 9.9 on outputs up to 11, against 0.10 for int8 MinMax);
-    fp8 therefore needs a model that is already FP8-QDQ (existing_qdq_kind()).
-    """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    out = cache_dir / "models" / f"{model.name}-{model.sha256[:16]}-qdq-int8-{_arrays_sha(calibration)}.onnx"
-    if out.exists():
-        return out
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._items = iter([dict(calibration)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._items, None)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
-    quantize_static(
-        str(model.onnx_path), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        calibration_providers=["CPUExecutionProvider"],
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-    )
-    tmp.replace(out)
-    return out
-
-
-def existing_qdq_kind(onnx_path: Path) -> str | None:
-    """'int8' or 'fp8' when the model already holds QuantizeLinear nodes of that type, else None."""
-    import onnx
-
-    m = onnx.load(str(onnx_path), load_external_data=False)
-    inits = {i.name: i.data_type for i in m.graph.initializer}
-    fp8_types = {onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ}
-    kinds = set()
-    for node in m.graph.node:
-        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
-            dtype = inits.get(node.input[2])
-            if dtype in fp8_types:
-                kinds.add("fp8")
-            elif dtype == onnx.TensorProto.INT8:
-                kinds.add("int8")
-    return "fp8" if "fp8" in kinds else ("int8" if kinds else None)
 
 
 # -- IO binding ---------------------------------------------------------------------------------
@@ -261,7 +150,7 @@ def tensorrt_library_problem() -> str | None:
 
 
 class _OrtGpuAdapter(Adapter):
-    device_kind = "cuda"
+    device_kind = "cuda"  # only: a selector "", "cuda[:N]" or "N" picks the GPU (hwbench.adapter.kit.parse_device)
     provider: ClassVar[str] = ""
     install_hint: ClassVar[str] = INSTALL_HINT
     io_device: ClassVar[str] = "cuda"  # where IO binding keeps inputs and outputs
@@ -271,6 +160,8 @@ class _OrtGpuAdapter(Adapter):
         self._bound: BoundSession | None = None
         self._session: Any = None
         self._settings: dict[str, Any] = {}
+        self._device_id = 0
+        self._precision_effective = ""
 
     @classmethod
     def _extra_problems(cls) -> list[str]:
@@ -293,7 +184,7 @@ class _OrtGpuAdapter(Adapter):
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
         import onnxruntime as ort
 
-        device_id = cuda_index(self.options.device)
+        device_id = self.placement.meter_index
         if precision == "fp32":
             os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
         path = self._model_path(model, precision, inputs)
@@ -306,10 +197,11 @@ class _OrtGpuAdapter(Adapter):
                 f"onnxruntime fell back to {self._session.get_providers()}: {self.provider} did not start "
                 "(missing CUDA, cuDNN or TensorRT libraries?)"
             )
-        self._bound = BoundSession(self._session, inputs, self.io_device, device_id)
+        self._bound = BoundSession(self._session, inputs, self.io_device, device_id if self.io_device == "cuda" else 0)
         self._bound.run()  # first run: kernel selection / engine build, part of the cold start
+        self._device_id = device_id
+        self._precision_effective = self._effective_precision(precision)
         self._settings = {
-            "precision_effective": self._effective_precision(precision),
             "provider": self.provider,
             "provider_options": dict(providers[0][1]),
             "model_file": path.name,
@@ -330,12 +222,13 @@ class _OrtGpuAdapter(Adapter):
         feeds = {k: np.ascontiguousarray(v, dtype=types[k]) for k, v in inputs.items()}
         return [np.asarray(o, dtype=np.float32) for o in self._session.run(None, feeds)]
 
-    def effective(self) -> dict[str, Any]:
-        return dict(self._settings)
+    def effective(self) -> Effective:
+        """GPU device_id ran it alone: its NVML name, catalog name, one of the instance's GPUs."""
+        return cuda_effective(self._precision_effective, self._device_id, self._settings)
 
     def device_memory_peak_mb(self) -> float | None:
         """GPU memory NVML attributes to this worker process (ORT's arena only grows: ~peak)."""
-        return process_gpu_memory_mb(os.getpid(), cuda_index(self.options.device))
+        return process_gpu_memory_mb(os.getpid(), self.placement.meter_index)
 
     def close(self) -> None:
         self._bound = None

@@ -4,7 +4,7 @@ It needs the model's PyTorch source, so it runs the built-in models only (user O
 files are for ort-cpu and openvino). Default: torch.compile (inductor, freezing on),
 static shapes, compiled in prepare() so that compile time counts as cold start.
 Measured here on CPU: compile beats eager only with freezing, and takes 9-32 s per
-input shape; options.compile=False gives eager.
+input shape; sweep file [adapter_options.torch] compile_mode = "eager" gives eager.
 
 Precisions: fp32 (TF32 and reduced-precision fp32 matmuls switched off), bf16 (autocast,
 CPU and CUDA), fp16 and tf32 (CUDA only), int8 on CPU by dynamic quantization of the
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from hwbench.measure.accuracy import outputs_in_batches
-from hwbench.adapter import Adapter, AdapterOptions, Probe
-from hwbench.errors import AdapterUnavailable, UnsupportedPoint
+from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
+from hwbench.adapter.kit import cpu_effective, cuda_effective, outputs_in_batches
+from hwbench.errors import AdapterUnavailable, UnsupportedPoint, UsageError
 from hwbench.host.isa import PrecisionSupport, cpu_support, host_flags, host_machine
 from hwbench.models.spec import ModelSpec
 
@@ -96,18 +96,21 @@ class TorchAdapter(Adapter):
     """PyTorch eager or torch.compile on the built-in models' own modules."""
 
     name = "torch"
-    device_kind = "cpu"  # instances on CUDA say "cuda" (the worker picks the power meter from it)
+    device_kind = "cpu"  # the default; an instance on "cuda[:N]" has placement.kind "cuda" (picks the power meter)
+    device_kinds = ("cpu", "cuda")
     precisions = ("fp32", "tf32", "bf16", "fp16", "int8")
     scenarios = ("single-stream", "offline")
     description = "PyTorch eager / torch.compile (inductor, freezing) on CPU or CUDA"
 
     def __init__(self, options: AdapterOptions | None = None) -> None:
         super().__init__(options)
-        self.device = self.options.device or "cpu"
-        self.on_cuda = self.device.startswith("cuda")
-        if self.on_cuda:
-            self.device_kind = "cuda"
-        self.use_compile = True if self.options.compile is None else bool(self.options.compile)
+        try:
+            placement = self.placement
+        except UsageError:  # check() reports it as the point's reason
+            placement = None
+        self.on_cuda = placement is not None and placement.kind == "cuda"
+        self.device = f"cuda:{placement.index}" if self.on_cuda and placement else (self.options.device or "cpu")
+        self.use_compile = self.options.extra.get("compile_mode", "default") != "eager"
         self._spec: ModelSpec | None = None
         self._precision = ""
         self._batch_size = 0
@@ -225,8 +228,8 @@ class TorchAdapter(Adapter):
         for key, value in COMPILE_OPTIONS.items():
             self._restore_inductor.setdefault(key, getattr(inductor_config, key))
             setattr(inductor_config, key, value)
-        mode = self.options.extra.get("compile_mode") or None
-        return torch.compile(module, dynamic=False, mode=str(mode) if mode else None)
+        mode = self.options.extra.get("compile_mode", "default")
+        return torch.compile(module, dynamic=False, mode=None if mode == "default" else str(mode))
 
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
         reason = self.check(model, precision, batch_size, "single-stream")
@@ -313,13 +316,12 @@ class TorchAdapter(Adapter):
         return outputs_in_batches(one_batch, ordered, self._batch_size)
 
     # -- what applied ----------------------------------------------------------
-    def effective(self) -> dict[str, Any]:
+    def effective(self) -> Effective:
         if self._fn is None:
-            return {}
+            raise RuntimeError("effective() before prepare()")
         import torch
 
         eff: dict[str, Any] = {
-            "precision_effective": self._precision,
             "mode": "compile" if self.use_compile else "eager",
             "eager_reason": self._eager_reason,
             "compile_backend": "inductor" if self.use_compile else None,
@@ -329,22 +331,20 @@ class TorchAdapter(Adapter):
             "freezing": bool(self.use_compile and _inductor_freezing()),
             "channels_last": self._channels_last,
             "autocast_dtype": _AUTOCAST.get(self._precision),
-            "device": self.device,
             "threads": torch.get_num_threads(),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "quantization": self._quantization,
             "torch_version": torch.__version__,
         }
+        eff.update(self._offline)
         if self.on_cuda:
             dev = torch.device(self.device)
-            eff["device_name"] = eff["accelerator"] = torch.cuda.get_device_name(dev)
-            eff["accelerators_used"] = 1
             eff["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
             eff["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
-        else:
-            eff["cpu_native_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        eff.update(self._offline)
-        return eff
+            return cuda_effective(self._precision, self.placement.meter_index, eff,
+                                  device_name=torch.cuda.get_device_name(dev))
+        eff["cpu_native_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return cpu_effective(self._precision, eff)
 
     def device_memory_peak_mb(self) -> float | None:
         if not self.on_cuda or self._fn is None:

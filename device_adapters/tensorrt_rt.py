@@ -37,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from device_adapters.ort_gpu import (
-    Profile, cache_root, chunk_ranges, cuda_index, existing_qdq_kind, fp16_model, qdq_model, shape_profile,
+from hwbench.adapter.derived import (
+    Profile, chunk_ranges, existing_qdq_kind, fp16_model, qdq_model, shape_profile,
 )
-from hwbench.adapter import Adapter, AdapterOptions, Probe
+from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
+from hwbench.adapter.kit import atomic_build, cache_root, cuda_effective
 from hwbench.errors import HwbenchError
-from hwbench.host.accelerators import nvidia_gpus, nvidia_problem, process_gpu_memory_mb
+from hwbench.fsutil import atomic_write_bytes
+from hwbench.host.accelerators import nvidia_gpu, nvidia_gpus, nvidia_problem, process_gpu_memory_mb
 from hwbench.models.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'hwbench[tensorrt]' (TensorRT 10+, cuda-python, nvidia-ml-py)"
@@ -189,6 +191,8 @@ class TensorRtAdapter(Adapter):
         self._bound_is_trial = False
         self._max_batch = 1
         self._settings: dict[str, Any] = {}
+        self._precision_effective = ""
+        self._gpu_name = "unknown GPU"
 
     @classmethod
     def probe(cls) -> Probe:
@@ -203,7 +207,7 @@ class TensorRtAdapter(Adapter):
             _cudart()
         except ImportError as e:
             problems.append(f"cuda-python is not importable ({e})")
-        gpu = nvidia_problem(cuda_index(""))
+        gpu = nvidia_problem(0)
         if gpu:
             problems.append(gpu)
         if problems:
@@ -211,12 +215,11 @@ class TensorRtAdapter(Adapter):
         return Probe(available=True, devices=tuple(g.name for g in nvidia_gpus()), versions=versions)
 
     def _gpu(self) -> tuple[str, tuple[int, int] | None]:
-        index = cuda_index(self.options.device)
-        gpus = nvidia_gpus()
-        if index >= len(gpus):
+        gpu = nvidia_gpu(self.placement.meter_index)
+        if gpu is None:
             return "unknown GPU", None
-        cc = gpus[index].compute_capability
-        return gpus[index].name, tuple(int(x) for x in cc.split(".")) if cc else None  # type: ignore[return-value]
+        cc = gpu.compute_capability
+        return gpu.name, tuple(int(x) for x in cc.split(".")) if cc else None  # type: ignore[return-value]
 
     def check(self, model: ModelSpec, precision: str, batch_size: int, scenario: str) -> str | None:
         reason = super().check(model, precision, batch_size, scenario)
@@ -268,14 +271,14 @@ class TensorRtAdapter(Adapter):
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise HwbenchError("TensorRT engine build failed (see the TensorRT log on stderr)")
-        timing.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+        atomic_write_bytes(timing, bytes(memoryview(config.get_timing_cache().serialize())))
         return bytes(memoryview(serialized))
 
     def prepare(self, model: ModelSpec, precision: str, batch_size: int, inputs: dict[str, np.ndarray]) -> None:
         import tensorrt as trt
 
         cr = _cudart()
-        _ok(cr.cudaSetDevice(cuda_index(self.options.device)))
+        _ok(cr.cudaSetDevice(self.placement.meter_index))
         gpu_name, cc = self._gpu()
         plan = build_plan(precision, int(trt.__version__.split(".")[0]))
         profile = shape_profile(model, batch_size, self.options.extra)
@@ -291,9 +294,7 @@ class TensorRtAdapter(Adapter):
         if not hit:
             timing = engines / f"timing-{trt.__version__}-{'.'.join(map(str, cc or (0, 0)))}.cache"
             data = self._build(trt, logger, onnx_path, plan, profile, timing)
-            tmp = engine_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            tmp.replace(engine_path)
+            atomic_build(engine_path, lambda staged: staged.write_bytes(data))
         self._engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
         if self._engine is None:
             raise HwbenchError(f"TensorRT could not load {engine_path.name} (built by another TensorRT?)")
@@ -303,8 +304,9 @@ class TensorRtAdapter(Adapter):
         self._buffers.bind(self._context)
         self._bound_is_trial = True
         self.run()  # first execution: lazy initialisation belongs to the cold start
+        self._precision_effective, self._gpu_name = plan.effective, gpu_name
         self._settings = {
-            "precision_effective": plan.effective, "tensorrt_version": trt.__version__, "gpu": gpu_name,
+            "tensorrt_version": trt.__version__,
             "compute_capability": ".".join(map(str, cc)) if cc else None, "engine_cache_hit": hit,
             "engine_cache_key": key, "strongly_typed": plan.strongly_typed, "builder_flags_set": list(plan.set_flags),
             "builder_flags_cleared": list(plan.clear_flags), "model_file": onnx_path.name,
@@ -339,12 +341,14 @@ class TensorRtAdapter(Adapter):
                 bufs.free()
         return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
 
-    def effective(self) -> dict[str, Any]:
-        return dict(self._settings)
+    def effective(self) -> Effective:
+        """The GPU the placement names ran it alone (NVML's name, the catalog's, one GPU used)."""
+        name = None if self._gpu_name == "unknown GPU" else self._gpu_name
+        return cuda_effective(self._precision_effective, self.placement.meter_index, self._settings, device_name=name)
 
     def device_memory_peak_mb(self) -> float | None:
         """GPU memory NVML attributes to this worker (engine, buffers and CUDA context)."""
-        return process_gpu_memory_mb(os.getpid(), cuda_index(self.options.device))
+        return process_gpu_memory_mb(os.getpid(), self.placement.meter_index)
 
     def close(self) -> None:
         if self._buffers is not None:

@@ -91,6 +91,6 @@ def test_trace_and_run_on_a_neuron_device(tmp_path: Path) -> None:
         adapter.run()
         outs = adapter.infer(make_inputs(spec, 3))
         assert outs[0].shape[0] == 3 and np.isfinite(outs[0]).all()
-        assert adapter.effective()["neuroncores_used"] == 1
+        assert adapter.effective().settings["neuroncores_used"] == 1
     finally:
         adapter.close()

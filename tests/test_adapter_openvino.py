@@ -68,19 +68,19 @@ def test_every_precision_runs_or_says_why(
         adapter.close()
     ref = _reference(spec, x)
     assert [o.shape for o in out] == [r.shape for r in ref]
-    assert eff["precision_effective"] == precision
-    assert eff["performance_hint"] == "LATENCY"
-    assert eff["static_shapes"] == spec.input_shapes(BATCH)
+    assert eff.precision == precision
+    assert eff.settings["performance_hint"] == "LATENCY"
+    assert eff.settings["static_shapes"] == spec.input_shapes(BATCH)
     result = compare_outputs(ref, out, spec.task, AccuracySettings())
     if precision == "fp32":
-        assert eff["inference_precision_hint"] == "fp32"  # the f32 hint was set and applied
+        assert eff.settings["inference_precision_hint"] == "fp32"  # the f32 hint was set and applied
         for o, r in zip(out, ref):
             np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
     elif precision in ("bf16", "fp16"):
-        assert eff["inference_precision_hint"] == precision
+        assert eff.settings["inference_precision_hint"] == precision
         assert result.ok, result.reasons  # rounding drift on a tiny model stays inside the defaults
     else:
-        assert eff["quantization"].startswith("nncf")
+        assert eff.settings["quantization"].startswith("nncf")
         assert result.cosine is not None and result.cosine > 0.9  # quantized, not garbage
 
 
@@ -92,7 +92,7 @@ def test_int8_is_cached_by_model_hash(tiny_models: dict[str, ModelSpec], tmp_pat
         if adapter.check(spec, "int8", BATCH, "single-stream"):
             pytest.skip("int8 unsupported on this CPU")
         adapter.prepare(spec, "int8", BATCH, make_inputs(spec, BATCH))
-        states.append(adapter.effective()["int8_cache"])
+        states.append(adapter.effective().settings["int8_cache"])
         adapter.close()
     assert states[-1] == "hit"
 
@@ -112,12 +112,12 @@ def test_offline_runner_completes_every_tag_once(tiny_models: dict[str, ModelSpe
     runner = adapter.open_concurrent(concurrency)
     try:
         eff = adapter.effective()
-        assert runner.concurrency == eff["offline_concurrency"]
+        assert runner.concurrency == eff.settings["offline_concurrency"]
         if concurrency == 0:
-            assert runner.concurrency == eff["offline_optimal_infer_requests"] >= 1
+            assert runner.concurrency == eff.settings["offline_optimal_infer_requests"] >= 1
         else:
             assert runner.concurrency == concurrency
-        assert eff["offline_performance_hint"] == "THROUGHPUT"
+        assert eff.settings["offline_performance_hint"] == "THROUGHPUT"
         assert runner.wait() == []  # nothing in flight: returns at once instead of hanging
         total, done, next_tag = 40, [], 0
         for _ in range(runner.concurrency):
@@ -133,6 +133,19 @@ def test_offline_runner_completes_every_tag_once(tiny_models: dict[str, ModelSpe
                     next_tag += 1
         done += runner.drain()
         assert sorted(done) == list(range(total))
+    finally:
+        adapter.close()
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_num_streams_option_reaches_the_offline_compile(tiny_models: dict[str, ModelSpec], streams: int) -> None:
+    """[adapter_options.openvino] num_streams (AdapterOptions.extra) sets NUM_STREAMS, read back from the runtime."""
+    spec = tiny_models["mlp-tiny"]
+    adapter = OpenVinoAdapter(AdapterOptions(extra={"num_streams": streams}))
+    adapter.prepare(spec, "fp32", BATCH, make_inputs(spec, BATCH))
+    try:
+        adapter.open_concurrent(0)
+        assert adapter.effective().settings["offline_num_streams"] == streams
     finally:
         adapter.close()
 

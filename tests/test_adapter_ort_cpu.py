@@ -46,10 +46,10 @@ def test_every_precision_runs_and_stays_close(tiny_models: dict[str, ModelSpec],
     assert set(os.listdir(".")) == cwd_before, "quantization must leave nothing in the working directory"
     adapter.run()
     eff = adapter.effective()
-    assert eff["precision_effective"] == precision
-    assert eff["intra_op_num_threads"] == 1 and "ORT_ENABLE_ALL" in eff["graph_optimization_level"]
+    assert eff.precision == precision
+    assert eff.settings["intra_op_num_threads"] == 1 and "ORT_ENABLE_ALL" in eff.settings["graph_optimization_level"]
     if precision == "int8":
-        assert eff["quantization"] == ("dynamic" if spec.family == "transformer" else "static-qdq")
+        assert eff.settings["quantization"] == ("dynamic" if spec.family == "transformer" else "static-qdq")
     out = adapter.infer(inputs)
     ref = _reference(spec, inputs)
     assert [o.shape for o in out] == [r.shape for r in ref]
@@ -101,5 +101,5 @@ def test_offline_splits_the_cores_between_requests(tiny_models: dict[str, ModelS
     assert runner.drain() == [0]
     runner.close()
     eff = adapter.effective()
-    assert eff["offline_concurrency"] == 2
-    assert eff["offline_intra_op_num_threads"] == max(1, (os.cpu_count() or 1) // 2)
+    assert eff.settings["offline_concurrency"] == 2
+    assert eff.settings["offline_intra_op_num_threads"] == max(1, (os.cpu_count() or 1) // 2)

@@ -17,6 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 from device_adapters import ort_gpu
 from device_adapters.ort_gpu import OrtCudaAdapter, OrtTensorRtAdapter
 from hwbench.adapter import AdapterOptions
+from hwbench.adapter.kit import Placement
+from hwbench.errors import UsageError
 from hwbench.models.spec import InputSpec, ModelSpec
 
 ort = pytest.importorskip("onnxruntime")
@@ -65,12 +67,16 @@ def reference(model: ModelSpec, feeds: dict[str, np.ndarray]) -> np.ndarray:
 # -- pure helpers -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "index"), [("", 0), ("cuda", 0), ("cuda:1", 1), ("2", 2), ("CUDA:3", 3)])
 def test_cuda_index(text: str, index: int) -> None:
-    assert ort_gpu.cuda_index(text) == index
+    assert OrtCudaAdapter.placement_for(text) == Placement("cuda", index)
+    assert OrtCudaAdapter(AdapterOptions(device=text)).placement.index == index
 
 
 def test_cuda_index_rejects_other_devices() -> None:
-    with pytest.raises(Exception, match="CUDA device index"):
-        ort_gpu.cuda_index("GPU.0")
+    with pytest.raises(UsageError, match="runs on cuda"):
+        OrtCudaAdapter.placement_for("GPU.0")
+    reason = OrtCudaAdapter(AdapterOptions(device="GPU.0")).check(ModelSpec("m", Path("m.onnx"), "0" * 64, (), ()),
+                                                                 "fp32", 1, "single-stream")
+    assert reason and "runs on cuda" in reason
 
 
 def test_profile_covers_the_sweep_with_this_batch_as_optimum(tiny: ModelSpec) -> None:
@@ -196,7 +202,7 @@ def test_adapter_path_runs_with_io_binding(tiny: ModelSpec, images: dict[str, np
         ref = reference(tiny, images)[:3]
         assert np.abs(out - ref).max() < 0.01 * np.abs(ref).max()
         eff = adapter.effective()
-        assert eff["precision_effective"] == "fp16" and eff["model_file"].endswith("-fp16.onnx")
+        assert eff.precision == "fp16" and eff.settings["model_file"].endswith("-fp16.onnx")
     finally:
         adapter.close()
 
@@ -246,6 +252,6 @@ def test_gpu_run_matches_the_cpu_reference(cls: type, tiny: ModelSpec, images: d
         adapter.run()
         (out,) = adapter.infer(images)
         np.testing.assert_allclose(out, reference(tiny, images), rtol=1e-3, atol=1e-3)
-        assert adapter.effective()["provider"] == cls.provider
+        assert adapter.effective().settings["provider"] == cls.provider
     finally:
         adapter.close()

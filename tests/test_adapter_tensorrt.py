@@ -161,7 +161,7 @@ def test_engine_builds_runs_and_is_cached(precision: str, tmp_path: Path) -> Non
         try:
             adapter.prepare(spec, precision, 4, x)
             adapter.run()
-            assert adapter.effective()["engine_cache_hit"] == (attempt == 1)
+            assert adapter.effective().settings["engine_cache_hit"] == (attempt == 1)
             (out,) = adapter.infer({"x": np.concatenate([x["x"]] * 3)})  # 12 rows: chunks of the max batch 4
             np.testing.assert_allclose(out, np.concatenate([expected] * 3), rtol=2e-2, atol=2e-2)
         finally:

@@ -27,7 +27,7 @@ from hwbench.models.workload import make_inputs  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 BATCH = 2
-EAGER = AdapterOptions(compile=False)
+EAGER = AdapterOptions(extra={"compile_mode": "eager"})  # as the sweep file's [adapter_options.torch] passes it
 
 
 def _reference(spec: ModelSpec, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -76,18 +76,18 @@ def test_every_precision_runs_or_says_why(tiny_models: dict[str, ModelSpec], mod
         return
     out, ref, eff = _run(adapter, spec, precision)
     assert [o.shape for o in out] == [r.shape for r in ref]
-    assert eff["precision_effective"] == precision and eff["mode"] == "eager"
-    assert eff["channels_last"] == (spec.family == "cnn")
+    assert eff.precision == precision and eff.settings["mode"] == "eager"
+    assert eff.settings["channels_last"] == (spec.family == "cnn")
     result = compare_outputs(ref, out, spec.task, AccuracySettings())
     if precision == "fp32":
-        assert eff["autocast_dtype"] is None and eff["float32_matmul_precision"] == "highest"
+        assert eff.settings["autocast_dtype"] is None and eff.settings["float32_matmul_precision"] == "highest"
         for o, r in zip(out, ref):
             np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
     elif precision == "bf16":
-        assert eff["autocast_dtype"] == "bfloat16"
+        assert eff.settings["autocast_dtype"] == "bfloat16"
         assert result.ok, result.reasons
     else:
-        assert eff["quantization"].startswith("dynamic int8 Linear")
+        assert eff.settings["quantization"].startswith("dynamic int8 Linear")
         assert result.ok, result.reasons
 
 
@@ -100,24 +100,53 @@ def test_user_onnx_file_is_unsupported(tiny_models: dict[str, ModelSpec]) -> Non
 def test_compile_with_freezing_matches_reference(tiny_models: dict[str, ModelSpec]) -> None:
     spec = tiny_models["mlp-tiny"]
     out, ref, eff = _run(TorchAdapter(AdapterOptions()), spec, "fp32")  # compile is the default
-    assert eff["mode"] == "compile" and eff["freezing"] and eff["compile_dynamic"] is False
+    assert eff.settings["mode"] == "compile" and eff.settings["freezing"] and eff.settings["compile_dynamic"] is False
     for o, r in zip(out, ref):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
 
 
 def test_int8_runs_eager_even_when_compile_is_asked(tiny_models: dict[str, ModelSpec]) -> None:
-    out, ref, eff = _run(TorchAdapter(AdapterOptions(compile=True)), tiny_models["mlp-tiny"], "int8")
-    assert eff["mode"] == "eager" and "graph" in eff["eager_reason"]
+    out, ref, eff = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "default"})), tiny_models["mlp-tiny"], "int8")
+    assert eff.settings["mode"] == "eager" and "graph" in eff.settings["eager_reason"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet-tiny", "bert-tiny"])
 def test_compile_bf16_within_drift(tiny_models: dict[str, ModelSpec], model: str) -> None:
     spec = tiny_models[model]
-    out, ref, eff = _run(TorchAdapter(AdapterOptions(compile=True)), spec, "bf16")
-    assert eff["mode"] == "compile"
+    out, ref, eff = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "default"})), spec, "bf16")
+    assert eff.settings["mode"] == "compile"
     result = compare_outputs(ref, out, spec.task, AccuracySettings())
     assert result.ok, result.reasons
+
+
+def test_channels_last_option_reaches_the_adapter(tiny_models: dict[str, ModelSpec]) -> None:
+    """[adapter_options.torch] channels_last = false: the CNN runs in the default memory format, and says so."""
+    spec = tiny_models["resnet-tiny"]
+    _, _, on = _run(TorchAdapter(EAGER), spec, "fp32")
+    _, _, off = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "eager", "channels_last": False})), spec, "fp32")
+    assert on["channels_last"] is True and off["channels_last"] is False
+    assert off["mode"] == "eager" and off["compile_mode"] is None
+
+
+def test_sweep_file_adapter_options_reach_the_effective_settings(tiny_models: dict[str, ModelSpec], tmp_path) -> None:
+    """Through the real path: a sweep file's [adapter_options.torch] -> SweepConfig -> run_trial -> record."""
+    import json
+
+    from hwbench.measure.sweepfile import parse_sweep
+    from hwbench.measure.trial import Trial, TrialContext, run_trial
+
+    cfg = parse_sweep({"adapters": ["torch"], "models": ["resnet-tiny"], "batch_sizes": [BATCH],
+                       "adapter_options": {"torch": {"compile_mode": "eager", "channels_last": False}},
+                       "accuracy": {"enabled": False}, "measure": {"min_duration_s": 0.05, "min_iters": 3,
+                                                                   "warmup_s": 0.0, "max_duration_s": 1.0}})
+    assert cfg.adapter_options == {"torch": {"compile_mode": "eager", "channels_last": False}}
+    trial = Trial(model="resnet-tiny", adapter="torch", precision="fp32", batch_size=BATCH, scenario="single-stream")
+    rec, _ = run_trial(trial, tiny_models["resnet-tiny"], TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h",
+                                                                   cache_dir=str(tmp_path)))
+    assert rec.status == "ok", rec.error
+    settings = json.loads(rec.settings)
+    assert settings["mode"] == "eager" and settings["channels_last"] is False
 
 
 def test_offline_runner_completes_every_tag_once(tiny_models: dict[str, ModelSpec]) -> None:
@@ -126,7 +155,7 @@ def test_offline_runner_completes_every_tag_once(tiny_models: dict[str, ModelSpe
     adapter.prepare(spec, "fp32", BATCH, make_inputs(spec, BATCH))
     runner = adapter.open_concurrent(2)
     try:
-        assert runner.concurrency == 2 and adapter.effective()["offline_concurrency"] == 2
+        assert runner.concurrency == 2 and adapter.effective().settings["offline_concurrency"] == 2
         done: list[int] = []
         next_tag = 0
         for _ in range(2):
@@ -167,11 +196,11 @@ def test_broken_precision_fails_the_drift_check(tiny_models: dict[str, ModelSpec
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp16"])
 def test_cuda_precisions(tiny_models: dict[str, ModelSpec], precision: str) -> None:
     spec = tiny_models["resnet-tiny"]
-    adapter = TorchAdapter(AdapterOptions(device="cuda", compile=False))
+    adapter = TorchAdapter(AdapterOptions(device="cuda", extra={"compile_mode": "eager"}))
     reason = adapter.check(spec, precision, BATCH, "single-stream")
     if reason is not None:
         pytest.skip(reason)
-    assert adapter.device_kind == "cuda"
+    assert adapter.placement.kind == "cuda" and TorchAdapter.device_kind == "cpu"  # the instance's kind, the class default
     x = make_inputs(spec, 5, seed=3)
     try:
         adapter.prepare(spec, precision, BATCH, make_inputs(spec, BATCH))
@@ -182,7 +211,8 @@ def test_cuda_precisions(tiny_models: dict[str, ModelSpec], precision: str) -> N
     finally:
         adapter.close()
     assert peak is not None and peak > 0
-    assert eff["precision_effective"] == precision and eff["accelerators_used"] == 1
-    assert eff["tf32_matmul"] == (precision == "tf32")
+    assert eff.precision == precision and eff.accelerators_used == 1
+    assert (eff.device_kind, eff.device_index) == ("cuda", 0) and eff.device_name.startswith("NVIDIA")
+    assert eff.settings["tf32_matmul"] == (precision == "tf32")
     result = compare_outputs(_reference(spec, x), out, spec.task, AccuracySettings())
     assert result.ok, result.reasons

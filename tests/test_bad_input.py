@@ -9,7 +9,6 @@ completed results are left as they were. With HWBENCH_DEBUG=1 the traceback show
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -26,8 +25,7 @@ from hwbench.results.store import load_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_RUN = FIXTURES / "schema_v1_run"
-HAS_FRONTIER = importlib.util.find_spec("hwbench.cli.frontier") is not None
-HAS_PRICES = importlib.util.find_spec("hwbench.cli.prices") is not None
+CPUS = os.cpu_count() or 1
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -98,7 +96,26 @@ PROFILE_CASES = {
     "negative batch": (["{model}", "--batch", "-4"], "batch size must be positive, got -4"),
     "absurd batch": (["{model}", "--batch", "1000000"], "batch size 1000000 is absurd"),
     "non-integer batch": (["{model}", "--batch", "8x"], "batch size '8x' is not an integer"),
-    "zero timeout": (["{model}", "--timeout", "0"], "--timeout must be positive"),
+    "zero timeout": (["{model}", "--timeout", "0"], "--timeout: expected a duration in seconds above 0"),
+    # flags that are also sweep keys: checked by the sweep file's model, so the same bounds
+    "infinite timeout": (["{model}", "--timeout", "inf"], "--timeout: expected a duration in seconds above 0"),
+    "nan timeout": (["{model}", "--timeout", "nan"], "--timeout: expected a duration in seconds above 0"),
+    "timeout shorter than the measurement": (["{model}", "--timeout", "0.2"], "--timeout: 0.2 s leaves no time to measure"),
+    "zero duration": (["{model}", "--duration", "0"], "--duration: expected a duration in seconds above 0"),
+    "nan duration": (["{model}", "--duration", "nan"], "--duration: expected a duration in seconds above 0"),
+    "zero min-iters": (["{model}", "--min-iters", "0"], "--min-iters: expected a positive integer, got 0"),
+    "negative threads": (["{model}", "--threads", "-1"], "--threads: expected an integer from 0 (runtime default)"),
+    "too many threads": (["{model}", "--threads", str(4 * CPUS + 1)],
+                         f"--threads: expected an integer from 0 (runtime default) to {4 * CPUS} (4 x {CPUS} CPUs), "
+                         f"got {4 * CPUS + 1}"),
+    "too much concurrency": (["{model}", "--concurrency", str(4 * CPUS + 1)],
+                             f"--concurrency: expected an integer from 0 (tuned) to {4 * CPUS} (4 x {CPUS} CPUs)"),
+    "zero TDP": (["{model}", "--tdp-w", "0"], "--tdp-w: expected a power in watts above 0 and up to 5000, got 0.0"),
+    "nan TDP": (["{model}", "--tdp-w", "nan"], "--tdp-w: expected a power in watts above 0 and up to 5000, got nan"),
+    "zero processes": (["{model}", "--processes", "0"], "--processes: expected an integer from 1 to 64, got 0"),
+    "empty batch list": (["{model}", "-b", ""], "empty batch size list"),
+    "empty precision list": (["{model}", "--precision", ","], "empty precision list"),
+    "empty price note": (["{model}", "--usd-per-hour", "1", "--price-note", " "], "--price-note: expected a non-empty string"),
     "negative time cap": (["{model}", "--max-duration", "-1"], "--max-duration: expected a duration in seconds above 0"),
     "infinite time cap": (["{model}", "--max-duration", "inf"], "--max-duration: expected a duration"),
     "interval target of 1": (["{model}", "--ci-target", "1"], "--ci-target: expected a relative half-width above 0 and below 1"),
@@ -171,8 +188,12 @@ def test_sweep_file_lists_every_problem(tmp_path: Path, add_model: Path) -> None
         ("trial_timeout_s = 100000\n", "trial_timeout_s: expected a duration in seconds above 0 and up to one day"),
         ('adapters = ["my_pkg.adapters:Evil"]\n', "never from a path"),
         (None, "does not exist"),
+        ('[adapter_options.torch]\ncompile_mode = "fast"\n', "adapter_options.torch.compile_mode: unknown torch compile mode 'fast'"),
+        ('[adapter_options.openvino]\nnum_streams = 0\n', "adapter_options.openvino.num_streams: expected an integer from 1"),
+        ("threads = 100000\n", "threads: expected an integer from 0 (runtime default) to"),
     ],
-    ids=["not TOML", "empty list", "absurd value", "adapter as a path", "missing"],
+    ids=["not TOML", "empty list", "absurd value", "adapter as a path", "missing", "torch compile mode",
+         "openvino streams", "threads above the cores"],
 )
 def test_sweep_file_single_problem(content: str | None, needle: str, tmp_path: Path, add_model: Path) -> None:
     sweep = tmp_path / "sweep.toml"
@@ -216,8 +237,6 @@ def test_results_folder_bad_files(case: str, results: Path, tmp_path: Path) -> N
     with pytest.raises(ResultsError) as info:
         load_records([results])
     assert needle in str(info.value)
-    if not HAS_FRONTIER:
-        pytest.skip("hwbench frontier is not in this tree: checked through load_records only")
     before = _digest(results)
     proc = hwbench(tmp_path, "frontier", str(results))
     assert_one_line_error(proc, needle)
@@ -246,7 +265,6 @@ def test_resume_of_a_folder_that_is_not_a_run(setup: str, needle: str, results: 
     assert _digest(results) == before
 
 
-@pytest.mark.skipif(not HAS_FRONTIER, reason="hwbench frontier is not in this tree")
 def test_frontier_of_a_missing_folder(tmp_path: Path) -> None:
     assert_one_line_error(hwbench(tmp_path, "frontier", str(tmp_path / "nothing")), "does not exist")
 
@@ -258,10 +276,17 @@ PRICE_CASES = {
                        'as_of = 2025-11-30\nsource = "test"\n', "is negative (-1.0)"),
     "missing price": ('[instances."my-box"]\nprovider = "aws"\nas_of = 2025-11-30\nsource = "test"\n',
                       "needs on_demand_usd_per_hour"),
+    "spot above on-demand": ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_usd_per_hour = 2.0\n'
+                             'as_of = 2025-11-30\nsource = "test"\n', "spot_usd_per_hour (2) is above on_demand_usd_per_hour (1)"),
+    "date in the future": ('[instances.x]\non_demand_usd_per_hour = 1.0\nas_of = 2999-01-01\nsource = "test"\n',
+                           "as_of 2999-01-01 is in the future"),
+    "accelerator with count 0": ('[instances.x]\naccelerator = "T4"\naccelerator_count = 0\non_demand_usd_per_hour = 1.0\n'
+                                 'as_of = 2025-11-30\nsource = "test"\n', "accelerator is 'T4' but accelerator_count is 0"),
+    "infinite price": ('[instances.x]\non_demand_usd_per_hour = inf\nas_of = 2025-11-30\nsource = "test"\n',
+                       "on_demand_usd_per_hour must be a number, got inf"),
 }
 
 
-@pytest.mark.skipif(not HAS_PRICES, reason="hwbench prices is not in this tree")
 @pytest.mark.parametrize("case", sorted(PRICE_CASES))
 def test_price_file_bad_input(case: str, tmp_path: Path) -> None:
     content, needle = PRICE_CASES[case]

@@ -106,7 +106,7 @@ def test_frontier_tables_pick_export_and_plot(results: Path, tmp_path: Path) -> 
                  "--plot", str(plot_path))
     assert out.exit_code == 0, out.output
     text = out.output
-    assert "★" in text and "Prices used" in text and "never priced by guess" in text and "Invalid records" in text
+    assert "★" in text and "Prices used" in text and "never priced by guess" in text and "Measured but invalid" in text
     assert "Cheapest within p99 <= 50 ms at 100 requests/s" in text
     assert plot_path.stat().st_size > 10_000 and plot_path.read_bytes()[:4] == b"\x89PNG"
     f = load(export_path)
@@ -231,3 +231,18 @@ def test_given_price_end_to_end_profile_then_frontier_and_export(tmp_path: Path,
     assert [p["price_basis"] for p in doc["points"]] == ["given: lab box, 3-year TCO"]
     assert doc["points"][0]["price_usd_per_hour"] == pytest.approx(0.05)
     assert doc["points"][0]["cost_usd_per_1m"] == pytest.approx(0.05 / (32.0 * 3600) * 1e6)
+
+
+def test_frontier_groups_points_that_never_ran_by_reason(tmp_path: Path) -> None:
+    """Unsupported points come back as one line per reason with a count, not one row each."""
+    root = tmp_path / "results"
+    why = "bf16 is emulated on this CPU (test)"
+    write_run(root, "cpu", [
+        record("cpu", 0),
+        *[record("cpu", i, precision="bf16", status="unsupported", error=why, valid=False, batch_size=b,
+                 latency_p50_ms=None, latency_p99_ms=None, throughput_sps=None)
+          for i, b in ((1, 1), (2, 8), (3, 32))],
+    ])
+    out = invoke("frontier", str(root))
+    assert out.exit_code == 0, out.output
+    assert "Not measured (3 records" in out.output and out.output.count("emulated on this CPU (test)") == 1

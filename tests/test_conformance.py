@@ -14,49 +14,39 @@ from hwbench.testing import AdapterConformance
 
 pytest_plugins = ["pytester"]
 
-# To remove once the contract branch is merged (every adapter returns an Effective from it on).
-EFFECTIVE_PENDING = {"test_effective_after_prepare": "adapters return Effective from the contract branch on"}
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "onnxref_adapter"
 
 
 class TestNull(AdapterConformance):
     adapter_name = "null"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestOrtCpu(AdapterConformance):
     adapter_name = "ort-cpu"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestOpenVino(AdapterConformance):
     adapter_name = "openvino"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestTorch(AdapterConformance):
     adapter_name = "torch"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestTensorRt(AdapterConformance):
     adapter_name = "tensorrt"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestOrtCuda(AdapterConformance):
     adapter_name = "ort-cuda"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestOrtTensorRt(AdapterConformance):
     adapter_name = "ort-trt"
-    known_failures = EFFECTIVE_PENDING
 
 
 class TestNeuron(AdapterConformance):
     adapter_name = "neuron"
-    known_failures = EFFECTIVE_PENDING
 
 
 def _example_adapter() -> type:
@@ -69,7 +59,7 @@ def _example_adapter() -> type:
 
 
 class TestExampleOnnxRef(AdapterConformance):
-    """The example third-party adapter, not installed: imported from examples/ (no known failures)."""
+    """The example third-party adapter, not installed: imported from examples/."""
 
     adapter_cls = _example_adapter()
 
@@ -146,6 +136,9 @@ def test_the_kit_catches_a_broken_adapter(pytester: pytest.Pytester) -> None:
 
             def device_memory_peak_mb(self):
                 return -1.0
+
+            def effective(self):
+                return {"precision_effective": "fp32"}  # the untyped form of old
 
             def close(self):
                 self._closed = getattr(self, "_closed", 0) + 1

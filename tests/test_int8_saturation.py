@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'hwbench[ort]'")
-onnx = pytest.importorskip("onnx")
+import onnx  # noqa: E402  (a dependency of hwbench: always installed)
 
 from onnx import numpy_helper  # noqa: E402
 
@@ -192,9 +192,9 @@ def test_a_model_quantized_one_way_is_never_reused_for_the_other(
             "1" if remedy == "x64quantprecision" else None)
         adapter.close()
     assert len(list((tmp_path / "ort-cpu").glob("int8-*.onnx"))) == 2  # 8-bit (shared) and 7-bit weights
-    assert effective["reduce_range"]["reduce_range"] is True and effective["none"]["reduce_range"] is False
-    assert effective["x64quantprecision"]["session_config"] == {"session.x64quantprecision": "1"}
-    assert "u8u8" in effective["x64quantprecision"]["int8_kernels"]
+    assert effective["reduce_range"].settings["reduce_range"] is True and effective["none"].settings["reduce_range"] is False
+    assert effective["x64quantprecision"].settings["session_config"] == {"session.x64quantprecision": "1"}
+    assert "u8u8" in effective["x64quantprecision"].settings["int8_kernels"]
 
 
 # -- the real runtime --------------------------------------------------------------------------------
@@ -217,8 +217,8 @@ def test_ort_cpu_int8_passes_the_accuracy_check_on_this_host(tiny_models: dict[s
     result = compare_outputs(ref, adapter.infer(inputs), spec.task, AccuracySettings())
     eff = adapter.effective()
     adapter.close()
-    assert result.ok, (result, eff["int8_kernels"])
-    assert eff["session_config"] == ({"session.x64quantprecision": "1"} if int8_dot_saturates() else {})
+    assert result.ok, (result, eff.settings["int8_kernels"])
+    assert eff.settings["session_config"] == ({"session.x64quantprecision": "1"} if int8_dot_saturates() else {})
 
 
 def test_without_the_remedy_the_real_kernels_saturate_and_the_check_says_so(

@@ -138,3 +138,39 @@ def test_estimated_idle_is_never_subtracted_from_a_measurement() -> None:
 def test_no_reading_gives_method_none() -> None:
     cols = select.energy_columns(None, inferences=10)
     assert cols["power_method"] == "none" and cols["energy_j_per_inference"] is None
+
+
+class _EntryPoint:
+    def __init__(self, name: str, value: str) -> None:
+        self.name, self.value = name, value
+
+
+class PluginMeter(_FixedMeter):
+    """A third-party meter for OpenVINO GPUs, registered through the entry-point group hwbench.meters."""
+
+    method = "plugin-gpu"
+    device_kinds = ("gpu",)
+    opened: list[int] = []
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> PowerMeter:
+        cls.opened.append(index)
+        return cls(12.0)
+
+
+def test_meters_plug_in_through_entry_points_and_cannot_shadow_built_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = [_EntryPoint("plugin-gpu", f"{__name__}:PluginMeter"), _EntryPoint("rapl", f"{__name__}:PluginMeter")]
+    monkeypatch.setattr(select, "_entry_points", lambda: eps)
+    table = select.registry()
+    assert table["rapl"] == select.BUILTIN["rapl"]  # the built-in wins
+    assert table["plugin-gpu"] == f"{__name__}:PluginMeter"
+    assert select.order("gpu") == ("plugin-gpu",) and select.order("cpu") == ("rapl", "estimate-tdp")
+    choice = select.select_meter("gpu", 1)
+    assert choice.method == "plugin-gpu" and isinstance(choice.meter, PluginMeter) and PluginMeter.opened == [1]
+
+
+def test_every_built_in_meter_is_a_registered_power_meter() -> None:
+    for name in select.BUILTIN:
+        assert issubclass(select.meter_class(name), PowerMeter)
+    with pytest.raises(ValueError, match="unknown power method"):
+        select.meter_class("no-such-meter")

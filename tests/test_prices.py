@@ -162,3 +162,38 @@ def test_cpu_instances_name_their_cpu_and_the_fields_go_together(tmp_path: Path)
     override = write(tmp_path, '[instances."c6a.large"]\non_demand_usd_per_hour = 0.05\nas_of = 2026-02-01\n'
                                'source = "negotiated"\n', "o.toml")
     assert load_catalog([override]).get("c6a.large").cpu_family == "Zen 3"
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_usd_per_hour = 1.5\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: spot_usd_per_hour (1.5) is above on_demand_usd_per_hour (1): spot is a discount"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nas_of = {future}\nsource = "s"\n',
+     "instances.x: as_of {future} is in the future"),
+    ('[electricity]\nusd_per_kwh = 0.1\nas_of = {future}\nsource = "s"\n', "electricity: as_of {future} is in the future"),
+    ('[instances.x]\naccelerator = "T4"\naccelerator_count = 0\non_demand_usd_per_hour = 1.0\nas_of = 2026-01-01\n'
+     'source = "s"\n', "instances.x: accelerator is 'T4' but accelerator_count is 0"),
+    ('[instances.x]\non_demand_usd_per_hour = inf\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x.on_demand_usd_per_hour must be a number, got inf"),
+    ('[electricity]\nusd_per_kwh = nan\nas_of = 2026-01-01\nsource = "s"\n', "electricity.usd_per_kwh must be a number, got nan"),
+    ('[electricity]\nusd_per_kwh = 0.1\ncolour = 1\n', "electricity: unknown field 'colour'"),
+    ('[electricity]\nusd_per_kwh = 0.1\nas_of = 2026-01-01\n', "electricity: needs source"),
+])
+def test_contradictions_are_refused(tmp_path: Path, body: str, message: str) -> None:
+    import datetime as dt
+
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    with pytest.raises(ConfigError) as info:
+        load_catalog([write(tmp_path, body.replace("{future}", future))])
+    assert message.replace("{future}", future) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_spot_at_or_below_on_demand_and_todays_date_are_accepted(tmp_path: Path) -> None:
+    import datetime as dt
+
+    today = dt.date.today().isoformat()
+    path = write(tmp_path, f'[instances.x]\non_demand_usd_per_hour = 1.0\nspot_usd_per_hour = 1.0\nas_of = {today}\n'
+                           'source = "s"\n[instances.y]\naccelerator = "T4"\non_demand_usd_per_hour = 1.0\n'
+                           'as_of = 2026-01-01\nsource = "s"\n')
+    catalog = load_catalog([path])
+    assert catalog.get("x").spot_usd_per_hour == 1.0 and catalog.get("x").as_of == today
+    assert catalog.get("y").accelerator_count == 1  # an accelerator named without a count: one of it

@@ -176,7 +176,7 @@ def test_processes_flag_is_validated(tmp_path: Path, value: str) -> None:
     assert "Traceback" not in res.stderr
     if value != "x":  # "x" is refused by the option parser itself
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and "--processes must be from 1 to 64" in lines[0], res.stderr
+        assert len(lines) == 1 and "--processes: expected an integer from 1 to 64, got" in lines[0], res.stderr
 
 
 def test_kill_during_the_second_process_then_resume_redoes_the_trial(tmp_path: Path, cache_dir: Path) -> None:

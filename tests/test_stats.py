@@ -149,11 +149,12 @@ def test_time_cap_before_min_iters_is_kept_valid_with_its_unresolved_percentiles
     assert short["valid"] is False and any("only 48 samples" in r for r in short["invalid_reasons"])
 
 
-def test_time_cap_with_too_few_samples_is_invalid() -> None:
-    ns = np.full(19, 500_000_000, np.int64) + np.arange(19)
+def test_time_cap_with_a_wide_p50_interval_is_invalid() -> None:
+    rng = np.random.default_rng(7)
+    ns = (rng.lognormal(np.log(5e8), 0.5, 19)).astype(np.int64)  # 19 noisy samples: p50 far from pinned
     s = summarize(ns, 1, 9.5, 19, MeasureSettings(max_duration_s=9.5), capped=True, stop_reason="time-cap")
-    assert s["valid"] is False and s["warnings"] == []
-    assert any("time cap at 19 samples" in r and "too few" in r for r in s["invalid_reasons"])
+    assert s["valid"] is False and s["warnings"] == [] and s["latency_p50_ci_rel_halfwidth"] > 0.05
+    assert any("time cap at 19 samples" in r and "wider than +-5%" in r for r in s["invalid_reasons"])
 
 
 def test_empty() -> None:

@@ -21,9 +21,12 @@ from hwbench.cli.profile import build_config
 from hwbench.errors import ConfigError
 from hwbench.precision import ALL, SCENARIOS
 from hwbench.measure.settings import AccuracySettings, MeasureSettings, SweepConfig
-from hwbench.measure.sweepfile import ACCURACY, MEASURE, SweepFileError, _top_fields, _Reader, dump_sweep, load_sweep, parse_sweep
+from hwbench.measure.sweepfile import (ACCURACY_KEYS, MEASURE_KEYS, TOP_KEYS, TORCH_COMPILE_MODES, SweepFileError,
+                                       config_doc, load_sweep, parse_sweep, validate)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sweeps"
+CPUS = os.cpu_count() or 1
+PER_CORE = f"to {4 * CPUS} (4 x {CPUS} CPUs)"  # threads, concurrency and OpenVINO streams
 EXAMPLE = Path(__file__).parents[1] / "examples" / "sweep.toml"
 
 
@@ -35,9 +38,9 @@ def _problems(doc: dict[str, Any]) -> list[str]:
 
 def test_every_config_field_has_a_sweep_file_key() -> None:
     top = {f.name for f in dataclasses.fields(SweepConfig)} - {"measure", "accuracy"}
-    assert set(_top_fields(_Reader(None))) == top
-    assert set(MEASURE) == {f.name for f in dataclasses.fields(MeasureSettings)}
-    assert set(ACCURACY) == {f.name for f in dataclasses.fields(AccuracySettings)}
+    assert set(TOP_KEYS) - {"measure", "accuracy"} == top
+    assert set(MEASURE_KEYS) == {f.name for f in dataclasses.fields(MeasureSettings)}
+    assert set(ACCURACY_KEYS) == {f.name for f in dataclasses.fields(AccuracySettings)}
 
 
 def test_example_sweep_file_loads() -> None:
@@ -45,6 +48,7 @@ def test_example_sweep_file_loads() -> None:
     assert cfg.models == ("resnet50", "bert-base") and cfg.adapters == ("ort-cpu", "openvino")
     assert cfg.batch_sizes == (1, 8, 32) and cfg.instance_type == "c7i.xlarge"
     assert cfg.measure == MeasureSettings() and cfg.accuracy == AccuracySettings()
+    assert cfg.adapter_options == {"torch": {"compile_mode": "default", "channels_last": True}}
 
 
 def test_minimal_file_keeps_defaults() -> None:
@@ -72,7 +76,7 @@ def test_many_problems_are_reported_at_once_with_locations() -> None:
         "batch_sizes[4]: expected a positive integer up to 65536, got a string '32'",
         "scenarios: expected an array",
         "trial_timeout_s: expected a duration in seconds above 0 and up to one day (86400), got 1000000000.0",
-        "threads: expected an integer from 0 (runtime default) to 4096, got a float 2.5",
+        f"threads: expected an integer from 0 (runtime default) {PER_CORE}, got a float 2.5",
         "min_iters: unknown key (did you mean min_iters under [measure]?)",
         "measure.min_iters: expected a positive integer, got -3",
         "measure.min_duration_s: expected a duration in seconds above 0",
@@ -103,7 +107,7 @@ def test_a_single_problem_is_one_line() -> None:
         ({"tdp_w": 0}, "tdp_w: expected a power in watts above 0"),
         ({"measure": {"target_p50_rel_halfwidth": 1.0}}, "measure.target_p50_rel_halfwidth: expected a relative half-width"),
         ({"measure": {"target_p50_rel_halfwidth": 0}}, "measure.target_p50_rel_halfwidth: expected a relative half-width"),
-        ({"measure": {"min_duration_s": 20}}, "measure.min_duration_s: 20 s is above measure.max_duration_s (15 s)"),
+        ({"measure": {"min_duration_s": 20}}, "measure.min_duration_s: 20 s is above measure.max_duration_s (10 s)"),
         ({"dims": {"sequence": 0}}, "dims.sequence: expected a positive integer"),
         ({"dims": {"bad\nname": 4}}, 'dims."bad\\nname": dimension name: control characters'),
         ({"models": [""]}, "models[0]: expected a non-empty string"),
@@ -116,10 +120,35 @@ def test_a_single_problem_is_one_line() -> None:
         ({"bogus": 1}, "bogus: unknown key; known: models, adapters"),
         ({"batch": [1]}, "batch: unknown key (did you mean 'batch_sizes'?)"),
         ({"adapters": ["/tmp/evil.py"]}, "never from a path"),
+        ({"threads": 4 * CPUS + 1}, f"threads: expected an integer from 0 (runtime default) {PER_CORE}, got {4 * CPUS + 1}"),
+        ({"concurrency": 4 * CPUS + 1}, f"concurrency: expected an integer from 0 (tuned) {PER_CORE}"),
+        ({"tdp_w": math.inf}, "tdp_w: expected a power in watts above 0 and up to 5000, got inf"),
+        ({"usd_per_hour": math.nan}, "usd_per_hour: expected a price in USD per hour above 0"),
+        ({"idle_power_s": -math.inf}, "idle_power_s: expected a duration in seconds from 0 (off)"),
+        ({"accuracy": {"min_cosine": math.nan}}, "accuracy.min_cosine: expected a cosine similarity from -1 to 1, got nan"),
+        ({"processes": 0}, "processes: expected an integer from 1 to 64, got 0"),
+        ({"adapter_options": {"torch": {"compile_mode": "max-autotun"}}},
+         "adapter_options.torch.compile_mode: unknown torch compile mode 'max-autotun' (did you mean 'max-autotune'?)"),
+        ({"adapter_options": {"torch": {"compile_mode": 3}}}, "adapter_options.torch.compile_mode: expected a torch compile mode name"),
+        ({"adapter_options": {"torch": {"channels_last": "no"}}}, "adapter_options.torch.channels_last: expected true or false"),
+        ({"adapter_options": {"torch": {"chanels_last": True}}},
+         "adapter_options.torch.chanels_last: unknown key (did you mean 'channels_last'?)"),
+        ({"adapter_options": {"openvino": {"num_streams": 0}}}, f"adapter_options.openvino.num_streams: expected an integer from 1 {PER_CORE}, got 0"),
+        ({"adapter_options": {"openvino": {"num_streams": 4 * CPUS + 1}}}, "adapter_options.openvino.num_streams: expected an integer from 1"),
+        ({"adapter_options": {"opnevino": {}}}, "adapter_options.opnevino: unknown key (did you mean 'openvino'?)"),
+        ({"adapter_options": {"torch": 1}}, "adapter_options.torch: expected a table ([adapter_options.torch]), got an integer 1"),
     ],
 )
 def test_each_problem_kind(doc: dict[str, Any], needle: str) -> None:
     assert any(needle in p for p in _problems(doc)), _problems(doc)
+
+
+def test_adapter_options_are_kept_by_adapter_name() -> None:
+    cfg = parse_sweep({"adapter_options": {"torch": {"compile_mode": " Eager", "channels_last": False},
+                                           "openvino": {"num_streams": 1}}})
+    assert cfg.adapter_options == {"torch": {"compile_mode": "eager", "channels_last": False}, "openvino": {"num_streams": 1}}
+    assert parse_sweep({"adapter_options": {"torch": {}}}).adapter_options == {}  # an empty table sets nothing
+    assert SweepConfig.from_dict(cfg.to_dict()) == cfg  # through a run manifest (--resume)
 
 
 def test_precision_names_are_normalised_and_lists_deduplicated() -> None:
@@ -218,7 +247,7 @@ def test_loading_has_no_side_effects(tmp_path: Path) -> None:
 
 # -- property-based --------------------------------------------------------------------
 
-_TOP_KEYS = sorted(_top_fields(_Reader(None)))
+_TOP_KEYS = sorted(set(TOP_KEYS) - {"measure", "accuracy"})
 _scalars = st.one_of(
     st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(), st.text(max_size=12),
     st.datetimes(), st.dates(), st.times(),
@@ -236,8 +265,8 @@ def _section(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
 _documents = st.builds(
     lambda top, extra: {**top, **extra},
     _section([*_TOP_KEYS, "model", "batch", "min_iters"]),
-    st.fixed_dictionaries({}, optional={"measure": _section(list(MEASURE)) | _values,
-                                        "accuracy": _section(list(ACCURACY)) | _values}),
+    st.fixed_dictionaries({}, optional={"measure": _section(list(MEASURE_KEYS)) | _values,
+                                        "accuracy": _section(list(ACCURACY_KEYS)) | _values}),
 )
 
 
@@ -271,6 +300,7 @@ _BAD_ENTRIES: dict[str, Any] = {
     "batch_sizes": [0], "precisions": ["fp64"], "threads": -1, "trial_timeout_s": 0, "scenarios": [],
     "adapters": ["x:y"], "instance_type": "", "tdp_w": 1e6, "memory_limit_mb": 1, "idle_power_s": -1,
     "device": 3, "concurrency": 1.5, "dims": {"seq": 0}, "models": [""], "nonsense": 1,
+    "adapter_options": {"torch": {"compile_mode": "jit"}}, "processes": 65, "usd_per_hour": math.inf,
 }
 
 
@@ -315,19 +345,22 @@ def _valid_configs(draw: st.DrawFn) -> SweepConfig:
                                    st.integers(1, 2**20), max_size=3)),
         instance_type=draw(st.none() | st.text(_plain, min_size=1, max_size=40).filter(str.strip)),
         trial_timeout_s=draw(st.floats(measure.warmup_s + min_d + 1, 86400)),
-        threads=draw(st.integers(0, 4096)), device=draw(st.text(_plain, max_size=20)),
-        concurrency=draw(st.integers(0, 4096)), tdp_w=draw(st.none() | st.floats(1e-3, 5000)),
+        threads=draw(st.integers(0, 4 * CPUS)), device=draw(st.text(_plain, max_size=20)),
+        concurrency=draw(st.integers(0, 4 * CPUS)), tdp_w=draw(st.none() | st.floats(1e-3, 5000)),
         idle_power_s=draw(st.floats(0, 3600)), memory_limit_mb=draw(st.just(0.0) | st.floats(64, 16 * 2**20)),
+        processes=draw(st.integers(1, 64)), usd_per_hour=draw(st.none() | st.floats(1e-6, 10000)),
+        adapter_options=draw(st.fixed_dictionaries({}, optional={
+            "torch": st.fixed_dictionaries({}, optional={"compile_mode": st.sampled_from(TORCH_COMPILE_MODES),
+                                                         "channels_last": st.booleans()}).filter(bool),
+            "openvino": st.fixed_dictionaries({"num_streams": st.integers(1, 4 * CPUS)})})),
     )
 
 
 @settings(max_examples=150, deadline=None)
 @given(_valid_configs())
-def test_valid_sweeps_round_trip(cfg: SweepConfig) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "sweep.toml"
-        path.write_text(dump_sweep(cfg), encoding="utf-8")
-        assert load_sweep(path) == cfg
+def test_valid_configs_pass_the_model_unchanged(cfg: SweepConfig) -> None:
+    """What build_config relies on: a valid config, as a document, validates back to itself."""
+    assert validate(config_doc(cfg)) == (cfg, [])
 
 
 def test_toml_types_without_a_python_twin_are_refused() -> None:
@@ -335,5 +368,5 @@ def test_toml_types_without_a_python_twin_are_refused() -> None:
     assert problems == [
         "instance_type: expected a string, got a date-time datetime.datetime(2026, 1, 1, 0, 0)",
         "device: expected a string, got a date datetime.date(2026, 1, 1)",
-        "threads: expected an integer from 0 (runtime default) to 4096, got a time datetime.time(1, 0)",
+        f"threads: expected an integer from 0 (runtime default) {PER_CORE}, got a time datetime.time(1, 0)",
     ]

@@ -15,9 +15,15 @@ Lifecycle, driven by the worker:
     a.run()                         # one batch on the bound inputs, returns when done
     a.open_concurrent(n)            # offline scenario only: a ConcurrentRunner
     a.infer(inputs) -> outputs      # for the accuracy check, outside timing
-    a.effective() -> dict           # precision_effective and the settings that applied
+    a.effective() -> Effective      # typed: the precision and the device that ran, the settings that applied
     a.device_memory_peak_mb()       # accelerators; CPU memory is the worker's RSS
     a.close()
+
+Device kind: the class attribute `device_kind` is an adapter's default kind (what `hwbench
+devices` lists, and the kind of an adapter that runs on one kind only); `device_kinds` lists
+the kinds a device selector may pick. An INSTANCE's kind and index are `a.placement`
+(from Adapter.placement_for(options.device), parsed by hwbench.adapter.kit.parse_device): the
+trial's power meter and the runner's idle power use it, so `--device cuda:1` is metered on GPU 1.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from hwbench.models.spec import ModelSpec
 
 if TYPE_CHECKING:  # numpy only for type hints: `hwbench --help` must not load it
     import numpy as np
+
+    from hwbench.adapter.kit import Placement
 
 
 DEVICE_KINDS = ("cpu", "cuda", "gpu", "npu", "neuron", "none")  # what picks the power meter and the price share
@@ -82,10 +90,9 @@ class AdapterOptions:
 
     device: str = ""  # adapter-specific device selector ("" = adapter default), e.g. "GPU.0", "cuda:1"
     threads: int = 0  # 0 = adapter/runtime default
-    compile: bool | None = None  # torch: torch.compile or eager; None = adapter default
     concurrency: int = 0  # offline scenario: 0 = adapter picks (tuned), n = fixed
     cache_dir: str = ""  # where compiled artefacts (quantized models, engines) are cached
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the sweep file's [adapter_options.NAME] for this adapter
 
 
 class ConcurrentRunner(Protocol):
@@ -104,18 +111,44 @@ class ConcurrentRunner(Protocol):
 
     def drain(self) -> list[int]: ...
 
+    def close(self) -> None:
+        """Stop the runner's threads or requests; the profiler's caller calls it once, always."""
+
 
 class Adapter(ABC):
     """Base class of every device adapter. Subclasses live in device_adapters/."""
 
     name: ClassVar[str] = ""
-    device_kind: ClassVar[str] = "cpu"  # "cpu" | "cuda" | "neuron" | "npu" | "none": picks the power meter
+    device_kind: ClassVar[str] = "cpu"  # the default kind, one of DEVICE_KINDS (an instance's is self.placement.kind)
+    device_kinds: ClassVar[tuple[str, ...]] = ()  # kinds a device selector may pick; () = device_kind only
     precisions: ClassVar[tuple[str, ...]] = ()
     scenarios: ClassVar[tuple[str, ...]] = ("single-stream",)
     description: ClassVar[str] = ""
 
     def __init__(self, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()
+
+    # -- where it runs ---------------------------------------------------------
+    @classmethod
+    def placement_for(cls, selector: str) -> "Placement":
+        """(kind, index) an instance with this device selector runs on; UsageError when the
+        selector names a kind this adapter cannot run on. An adapter that runs on the host CPU
+        only (or on nothing) ignores the selector: a sweep's --device is another adapter's."""
+        from hwbench.adapter.kit import Placement, parse_device
+        from hwbench.errors import UsageError
+
+        kinds = cls.device_kinds or (cls.device_kind,)
+        if kinds == (cls.device_kind,) and cls.device_kind in ("cpu", "none"):
+            return Placement(cls.device_kind, None)
+        placement = parse_device(selector, cls.device_kind)
+        if placement.kind not in kinds:
+            raise UsageError(f"{cls.name} runs on {', '.join(kinds)}; device {selector!r} is {placement.kind}")
+        return placement
+
+    @property
+    def placement(self) -> "Placement":
+        """This instance's (kind, index), from its options' device selector."""
+        return type(self).placement_for(self.options.device)
 
     # -- capability queries (no side effects) ---------------------------------
     @classmethod
@@ -125,6 +158,12 @@ class Adapter(ABC):
 
     def check(self, model: ModelSpec, precision: str, batch_size: int, scenario: str) -> str | None:
         """Return why this point cannot run (-> status=unsupported), or None when it can."""
+        from hwbench.errors import UsageError
+
+        try:
+            self.placement
+        except UsageError as e:
+            return str(e)
         if precision not in self.precisions:
             return f"{self.name} does not support {precision} (supports {', '.join(self.precisions)})"
         if scenario not in self.scenarios:
@@ -137,9 +176,10 @@ class Adapter(ABC):
         The base answer is the host ISA rule (hwbench.host.isa) for CPU adapters and "unknown" for
         other devices; adapters whose runtime knows better override it.
         """
-        if self.device_kind == "cpu":
+        kind = self.placement.kind
+        if kind == "cpu":
             return host_support(precision)
-        return PrecisionSupport(None, f"{precision} on {self.device_kind}: native or emulated not known to hwbench")
+        return PrecisionSupport(None, f"{precision} on {kind}: native or emulated not known to hwbench")
 
     # -- the system under test -------------------------------------------------
     @abstractmethod
@@ -158,9 +198,14 @@ class Adapter(ABC):
     def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs for given inputs, as numpy float arrays, for the accuracy check (untimed)."""
 
-    def effective(self) -> dict[str, Any]:
-        """What actually applied: at least 'precision_effective', plus settings worth recording."""
-        return {}
+    def effective(self) -> Effective:
+        """What actually ran, after prepare(): the precision, the device (kind, name, index, the
+        catalog's accelerator name, how many of the instance's accelerators) and the settings.
+
+        There is no default: a wrong guess (the host CPU for a GPU run) mislabels and misprices
+        every record, so an adapter that does not say raises here and its trials record the error.
+        hwbench.adapter.kit builds the common cases: cpu_effective, cuda_effective, neuron_effective."""
+        raise NotImplementedError(f"{self.name or type(self).__name__} does not implement effective() -> Effective")
 
     def device_memory_peak_mb(self) -> float | None:
         """Peak accelerator memory of this trial, when the device reports it."""

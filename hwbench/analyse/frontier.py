@@ -34,6 +34,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from hwbench.fsutil import atomic_write_text
+from hwbench.jsonsafe import json_safe
+
 from hwbench import __version__
 from hwbench.errors import HwbenchError, ResultsError, UsageError
 from hwbench.analyse.pareto import MAX, MIN, pareto_mask_by
@@ -238,19 +241,14 @@ def export(points: pd.DataFrame, path: Path, *, objective: str = "cost", price_k
         "points": [_plain(r) for r in rows.to_dict(orient="records")],
     }
     try:
-        Path(path).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        atomic_write_text(Path(path), json.dumps(doc, indent=1, allow_nan=False) + "\n")
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from e
     return doc
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in row.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
-    return out
+    return json_safe(row)
 
 
 class Frontier:

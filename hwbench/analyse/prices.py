@@ -32,9 +32,11 @@ line, separated by ";"; a real file has one key per line:
     usd_per_kwh = 0.12;  pue = 1.4;  as_of = 2026-01-15;  source = "PO 4411"
 
 An entry overriding a built-in name keeps the descriptive fields it does not restate
-(provider, accelerators, vCPUs) but must give its own price, as_of and source. Unknown
-fields, negative prices, a PUE below 1 and missing dates or sources are refused, all
-problems in one message.
+(provider, accelerators, vCPUs) but must give its own price, as_of and source. Each table
+is checked by a pydantic model (InstanceEntry, ElectricityEntry: unknown fields forbidden).
+Unknown fields, negative or non-finite prices, a PUE below 1, missing dates or sources, a
+spot price above the on-demand one, an as_of date in the future and an accelerator named
+with accelerator_count 0 are refused, all problems in one message.
 
 cpu_vendor and cpu_family name the instance's processor as hwbench.host.cpu names a host's
 ("AMD" "Zen 3", "Intel" "Sapphire Rapids", "AWS" "Graviton3"); they are given together or not
@@ -50,7 +52,10 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from hwbench.errors import ConfigError
 
@@ -63,11 +68,7 @@ TCO = "tco"
 POWER_MEASURED = "measured"
 
 _DESCRIPTIVE = ("provider", "region", "accelerator", "accelerator_count", "vcpus", "cpu_vendor", "cpu_family", "note")
-_CLOUD_PRICE = ("on_demand_usd_per_hour", "spot_usd_per_hour")
 _TCO_FIELDS = ("capital_usd", "lifetime_years", "power_w", "usd_per_kwh", "pue")
-_ATTRIBUTION = ("as_of", "source")
-INSTANCE_FIELDS = frozenset(_DESCRIPTIVE + _CLOUD_PRICE + _TCO_FIELDS + _ATTRIBUTION)
-ELECTRICITY_FIELDS = frozenset(("usd_per_kwh", "as_of", "source"))
 TOP_LEVEL_KEYS = frozenset(("schema_version", "instances", "electricity"))
 
 
@@ -165,7 +166,15 @@ class PriceCatalog:
         return sorted(self.prices)
 
 
-def _date(value: Any, where: str, problems: list[str]) -> str:
+# -- validation: one pydantic model per table; each message names its place -------------------
+
+
+def _fail(message: str) -> PydanticCustomError:
+    """A field's problem, worded to follow its location: 'instances.x.pue <message>'."""
+    return PydanticCustomError("price", "{message}", {"message": message})
+
+
+def _date(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
@@ -175,92 +184,167 @@ def _date(value: Any, where: str, problems: list[str]) -> str:
             return dt.date.fromisoformat(value).isoformat()
         except ValueError:
             pass
-    problems.append(f"{where}.as_of must be a date like 2025-11-30, got {value!r}")
-    return ""
+    raise _fail(f"must be a date like 2025-11-30, got {value!r}")
 
 
-def _number(raw: Mapping[str, Any], key: str, where: str, problems: list[str], *, minimum: float = 0.0,
-            strict: bool = False) -> float | None:
-    if key not in raw:
-        return None
-    value = raw[key]
+def _check_number(value: Any, minimum: float = 0.0, strict: bool = False) -> float:
+    """A finite number of at least `minimum` (above it when `strict`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        problems.append(f"{where}.{key} must be a number, got {value!r}")
-        return None
+        raise _fail(f"must be a number, got {value!r}")
     if value < minimum or (strict and value == minimum):
         relation = "greater than" if strict else "at least"
         word = "negative" if value < 0 else "too small"
-        problems.append(f"{where}.{key} is {word} ({value}); it must be {relation} {minimum:g}")
-        return None
+        raise _fail(f"is {word} ({value}); it must be {relation} {minimum:g}")
     return float(value)
 
 
-def _text(raw: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        return None
+def _number(minimum: float = 0.0, strict: bool = False) -> Any:
+    return Annotated[float | None, PlainValidator(lambda v: _check_number(v, minimum, strict))]
+
+
+def _whole(minimum: int, what: str) -> Any:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _fail(f"must be {what}, got {value!r}")
+        return value
+    return Annotated[int | None, PlainValidator(check)]
+
+
+def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        problems.append(f"{where}.{key} must be a non-empty string, got {value!r}")
-        return None
+        raise _fail(f"must be a non-empty string, got {value!r}")
     return value.strip()
 
 
-def _parse_instance(name: str, raw: Mapping[str, Any], origin: str, problems: list[str]) -> Price | None:
-    where = f"instances.{name}"
-    unknown = sorted(set(raw) - INSTANCE_FIELDS)
-    for key in unknown:
-        problems.append(f"{where}: unknown field {key!r}")
-    before = len(problems)
-    on_demand = _number(raw, "on_demand_usd_per_hour", where, problems, strict=True)
-    spot = _number(raw, "spot_usd_per_hour", where, problems, strict=True)
+def _power(value: Any) -> float | str:
+    return POWER_MEASURED if value == POWER_MEASURED else _check_number(value)
+
+
+# Optional in the type (a field left out is None); a TOML value is never None, so never checked as one.
+Text = Annotated[str | None, PlainValidator(_text)]
+Date = Annotated[str | None, PlainValidator(_date)]
+Usd = _number(strict=True)  # an hourly price: above 0
+NonNegative = _number()
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceEntry(_Table):
+    """One [instances.NAME] table. Which fields must be present depends on the others (a cloud
+    price or a TCO basis), so presence is checked by `_presence`, on the raw table, whatever else is wrong."""
+
+    provider: Text = None
+    region: Text = None
+    accelerator: Text = None
+    accelerator_count: _whole(0, "a whole number >= 0") = None
+    vcpus: _whole(1, "a positive whole number") = None
+    cpu_vendor: Text = None
+    cpu_family: Text = None
+    note: Text = None
+    on_demand_usd_per_hour: Usd = None
+    spot_usd_per_hour: Usd = None
+    capital_usd: NonNegative = None
+    lifetime_years: _number(strict=True) = None
+    power_w: Annotated[float | str | None, PlainValidator(_power)] = None  # or "measured"
+    usd_per_kwh: NonNegative = None
+    pue: _number(minimum=1.0) = None
+    as_of: Date = None
+    source: Text = None
+
+    def rules(self, today: dt.date) -> list[str]:
+        """Problems between valid fields: prices, accelerators and dates that contradict each other."""
+        out = []
+        count = self.accelerator_count if self.accelerator_count is not None else (1 if self.accelerator else 0)
+        if count > 0 and self.accelerator is None:
+            out.append(f"accelerator_count is {count} but no accelerator is named")
+        if count == 0 and self.accelerator is not None:
+            out.append(f"accelerator is {self.accelerator!r} but accelerator_count is 0 (give the count, or leave "
+                       "accelerator out for a CPU instance)")
+        od, spot = self.on_demand_usd_per_hour, self.spot_usd_per_hour
+        if od is not None and spot is not None and spot > od:
+            out.append(f"spot_usd_per_hour ({spot:g}) is above on_demand_usd_per_hour ({od:g}): spot is a discount")
+        out += _future(self.as_of, today)
+        return out
+
+
+class ElectricityEntry(_Table):
+    """The [electricity] table: every field required."""
+
+    usd_per_kwh: NonNegative
+    as_of: Date
+    source: Text
+
+
+def _future(as_of: str | None, today: dt.date) -> list[str]:
+    """A price is observed, never forecast: an as_of after today (a day of slack for time zones) is refused."""
+    if as_of and dt.date.fromisoformat(as_of) > today + dt.timedelta(days=1):
+        return [f"as_of {as_of} is in the future (today is {today.isoformat()}): give the date the price was observed"]
+    return []
+
+
+def _errors(error: ValidationError, where: str) -> list[str]:
+    out = []
+    for e in error.errors(include_url=False):
+        key = str(e["loc"][0]) if e["loc"] else ""
+        if e["type"] == "extra_forbidden":
+            out.append(f"{where}: unknown field {key!r}")
+        elif e["type"] == "missing":
+            out.append(f"{where}: needs {key}")
+        elif e["type"] == "price":
+            out.append(f"{where}.{key} {e['ctx']['message']}")
+        else:
+            out.append(f"{where}.{key}: {e['msg']}")
+    return out
+
+
+def _presence(raw: Mapping[str, Any], where: str) -> list[str]:
+    """What an instance table must give: a cloud price or a whole TCO basis (not both), a date and a source."""
+    out = []
     tco_keys = [k for k in _TCO_FIELDS if k in raw]
-    tco: Tco | None = None
     if tco_keys:
         missing = [k for k in _TCO_FIELDS if k not in raw]
         if missing:
-            problems.append(f"{where}: an on-premises (TCO) entry also needs {', '.join(missing)}")
+            out.append(f"{where}: an on-premises (TCO) entry also needs {', '.join(missing)}")
         if "on_demand_usd_per_hour" in raw or "spot_usd_per_hour" in raw:
-            problems.append(f"{where}: give either an hourly price or a TCO basis, not both")
-        power_w: float | None = None
-        if raw.get("power_w") != POWER_MEASURED:
-            power_w = _number(raw, "power_w", where, problems)
-        capital = _number(raw, "capital_usd", where, problems)
-        years = _number(raw, "lifetime_years", where, problems, strict=True)
-        kwh = _number(raw, "usd_per_kwh", where, problems)
-        pue = _number(raw, "pue", where, problems, minimum=1.0)
-        if not missing and None not in (capital, years, kwh, pue):
-            tco = Tco(capital, years, power_w, kwh, pue)  # type: ignore[arg-type]
-    elif on_demand is None and "on_demand_usd_per_hour" not in raw:
-        problems.append(f"{where}: needs on_demand_usd_per_hour, or a TCO basis ({', '.join(_TCO_FIELDS)})")
-    count = raw.get("accelerator_count", 1 if raw.get("accelerator") else 0)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        problems.append(f"{where}.accelerator_count must be a whole number >= 0, got {count!r}")
-        count = 0
-    accelerator = _text(raw, "accelerator", where, problems)
-    if count > 0 and accelerator is None:
-        problems.append(f"{where}: accelerator_count is {count} but no accelerator is named")
-    vcpus = raw.get("vcpus")
-    if vcpus is not None and (isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus <= 0):
-        problems.append(f"{where}.vcpus must be a positive whole number, got {vcpus!r}")
-    source = _text(raw, "source", where, problems)
-    if source is None and "source" not in raw:
-        problems.append(f"{where}: needs a source (where the price comes from)")
-    as_of = _date(raw["as_of"], where, problems) if "as_of" in raw else ""
+            out.append(f"{where}: give either an hourly price or a TCO basis, not both")
+    elif "on_demand_usd_per_hour" not in raw:
+        out.append(f"{where}: needs on_demand_usd_per_hour, or a TCO basis ({', '.join(_TCO_FIELDS)})")
+    if "source" not in raw:
+        out.append(f"{where}: needs a source (where the price comes from)")
     if "as_of" not in raw:
-        problems.append(f"{where}: needs as_of (the date the price was observed)")
-    provider = _text(raw, "provider", where, problems) or ("on-prem" if tco_keys else "unknown")
-    region = _text(raw, "region", where, problems)
-    note = _text(raw, "note", where, problems)
-    cpu_vendor = _text(raw, "cpu_vendor", where, problems)
-    cpu_family = _text(raw, "cpu_family", where, problems)
+        out.append(f"{where}: needs as_of (the date the price was observed)")
     if ("cpu_vendor" in raw) != ("cpu_family" in raw):
-        problems.append(f"{where}: cpu_vendor and cpu_family go together (give both, e.g. \"AMD\" and \"Zen 3\")")
-    if len(problems) > before or unknown:
+        out.append(f"{where}: cpu_vendor and cpu_family go together (give both, e.g. \"AMD\" and \"Zen 3\")")
+    return out
+
+
+def _parse_instance(name: str, raw: Mapping[str, Any], origin: str, problems: list[str],
+                    today: dt.date) -> Price | None:
+    where = f"instances.{name}"
+    before = len(problems)
+    try:
+        e = InstanceEntry.model_validate(raw)
+    except ValidationError as err:
+        problems += _errors(err, where)
+        e = None
+    problems += _presence(raw, where)
+    if e is None:
         return None
-    return Price(name=name, provider=provider, as_of=as_of, source=source or "", region=region,
-                 accelerator=accelerator, accelerator_count=count, vcpus=vcpus, on_demand_usd_per_hour=on_demand,
-                 spot_usd_per_hour=spot, tco=tco, note=note, origin=origin,
-                 cpu_vendor=cpu_vendor, cpu_family=cpu_family)
+    problems += [f"{where}: {p}" for p in e.rules(today)]
+    if len(problems) > before:
+        return None
+    tco = None
+    if "capital_usd" in raw:
+        power = None if e.power_w == POWER_MEASURED else e.power_w
+        tco = Tco(e.capital_usd, e.lifetime_years, power, e.usd_per_kwh, e.pue)  # type: ignore[arg-type]
+    count = e.accelerator_count if e.accelerator_count is not None else (1 if e.accelerator else 0)
+    return Price(name=name, provider=e.provider or ("on-prem" if tco else "unknown"), as_of=e.as_of or "",
+                 source=e.source or "", region=e.region, accelerator=e.accelerator, accelerator_count=count,
+                 vcpus=e.vcpus, on_demand_usd_per_hour=e.on_demand_usd_per_hour,
+                 spot_usd_per_hour=e.spot_usd_per_hour, tco=tco, note=e.note, origin=origin,
+                 cpu_vendor=e.cpu_vendor, cpu_family=e.cpu_family)
 
 
 def _raw_of(price: Price) -> dict[str, Any]:
@@ -272,6 +356,7 @@ def _raw_of(price: Price) -> dict[str, Any]:
 
 def _parse_document(doc: Mapping[str, Any], origin: str, base: PriceCatalog | None) -> PriceCatalog:
     problems: list[str] = []
+    today = dt.date.today()
     for key in sorted(set(doc) - TOP_LEVEL_KEYS):
         problems.append(f"unknown top-level key {key!r} (expected {', '.join(sorted(TOP_LEVEL_KEYS))})")
     version = doc.get("schema_version", PRICE_SCHEMA_VERSION)
@@ -290,7 +375,7 @@ def _parse_document(doc: Mapping[str, Any], origin: str, base: PriceCatalog | No
         inherited = prices.get(name)
         if inherited is not None:  # an override keeps what it does not restate, except the price itself
             merged = {**_raw_of(inherited), **raw}
-        parsed = _parse_instance(name, merged, origin, problems)
+        parsed = _parse_instance(name, merged, origin, problems, today)
         if parsed is not None:
             prices[name] = parsed
     electricity = base.electricity if base else None
@@ -299,25 +384,22 @@ def _parse_document(doc: Mapping[str, Any], origin: str, base: PriceCatalog | No
         if not isinstance(raw_e, dict):
             problems.append("electricity must be a table")
         else:
-            electricity = _parse_electricity(raw_e, origin, problems)
+            electricity = _parse_electricity(raw_e, origin, problems, today)
     if problems:
         raise ConfigError(f"{origin}: {len(problems)} problem{'s' if len(problems) > 1 else ''}: " + "; ".join(problems))
     files = (base.files if base else ()) + (() if origin == BUILTIN_ORIGIN else (origin,))
     return PriceCatalog(prices=prices, electricity=electricity, files=files)
 
 
-def _parse_electricity(raw: Mapping[str, Any], origin: str, problems: list[str]) -> Electricity | None:
-    before = len(problems)
-    for key in sorted(set(raw) - ELECTRICITY_FIELDS):
-        problems.append(f"electricity: unknown field {key!r}")
-    for key in sorted(ELECTRICITY_FIELDS - set(raw)):
-        problems.append(f"electricity: needs {key}")
-    usd = _number(raw, "usd_per_kwh", "electricity", problems)
-    source = _text(raw, "source", "electricity", problems)
-    as_of = _date(raw["as_of"], "electricity", problems) if "as_of" in raw else ""
-    if len(problems) > before or usd is None or source is None:
+def _parse_electricity(raw: Mapping[str, Any], origin: str, problems: list[str], today: dt.date) -> Electricity | None:
+    try:
+        e = ElectricityEntry.model_validate(raw)
+    except ValidationError as err:
+        problems += _errors(err, "electricity")
         return None
-    return Electricity(usd_per_kwh=usd, as_of=as_of, source=source, origin=origin)
+    future = [f"electricity: {p}" for p in _future(e.as_of, today)]
+    problems += future
+    return None if future else Electricity(usd_per_kwh=e.usd_per_kwh, as_of=e.as_of, source=e.source, origin=origin)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

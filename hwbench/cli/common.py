@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from hwbench.jsonsafe import json_safe
 
 
 def _width(stream: Any) -> int | None:
@@ -29,20 +30,7 @@ err_console = Console(stderr=True, width=_width(sys.stderr))
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 
 
-def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: NaN/inf become null, numpy scalars become Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+_clean = json_safe  # the one JSON cleaner (hwbench.jsonsafe)
 
 
 def print_json(obj: Any) -> None:

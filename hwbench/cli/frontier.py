@@ -62,8 +62,8 @@ def _price_cell(row: Any) -> str:
 
 
 UNRESOLVED_MARK = "†"
-UNRESOLVED_NOTE = (f"{UNRESOLVED_MARK} p99 unresolved: the trial hit its time cap before the 368 samples a two-sided "
-                   "95% interval needs (the value is near the sample maximum); never used for an SLO pick")
+UNRESOLVED_NOTE = (f"{UNRESOLVED_MARK} p99 unresolved: fewer than the 368 samples its two-sided 95% interval needs "
+                   "(the value is near the sample maximum); never used for an SLO pick")
 
 
 def _p99(row: Any) -> str:
@@ -113,12 +113,22 @@ def _left_out(matrix: Matrix) -> None:
         for r in matrix.unpriced.itertuples(index=False):
             t.add_row(escape(str(r.instance_type)), str(r.points), escape(str(r.reason)))
         console.print(t)
-    if len(matrix.invalid):
-        t = Table(title=f"Invalid records, not in the matrix ({len(matrix.invalid)})", title_justify="left")
-        for c in ("model", "hardware", "adapter", "precision", "batch", "status", "reasons"):
+    measured = matrix.invalid[matrix.invalid["status"] == "ok"]
+    if len(measured):
+        t = Table(title=f"Measured but invalid, not in the matrix ({len(measured)})", title_justify="left")
+        for c in ("model", "hardware", "adapter", "precision", "batch", "reasons"):
             t.add_column(c)
-        for r in matrix.invalid.head(50).itertuples(index=False):
-            t.add_row(*(escape(str(v)) for v in (r.model, r.hardware, r.adapter, r.precision, r.batch_size, r.status, r.reasons)))
+        for r in measured.head(50).itertuples(index=False):
+            t.add_row(*(escape(str(v)) for v in (r.model, r.hardware, r.adapter, r.precision, r.batch_size, r.reasons)))
+        console.print(t)
+    not_run = matrix.invalid[matrix.invalid["status"] != "ok"]
+    if len(not_run):  # one line per reason: a sweep over many points repeats the same few
+        t = Table(title=f"Not measured ({len(not_run)} records: unsupported or failed)", title_justify="left")
+        for c in ("records", "where", "reason"):
+            t.add_column(c)
+        for (status, reason), group in not_run.groupby(["status", "reasons"], sort=True):
+            where = sorted({f"{r.adapter} {r.precision}" for r in group.itertuples(index=False)})
+            t.add_row(str(len(group)), escape(", ".join(where[:6]) + (" ..." if len(where) > 6 else "")), escape(str(reason)))
         console.print(t)
     if len(matrix.inaccurate) and not any("--include-inaccurate" in n for n in matrix.notes):
         console.print(f"[yellow]{len(matrix.inaccurate)} point(s) failed the accuracy check and are left out "

@@ -34,78 +34,84 @@ def _dims(items: list[str]) -> dict[str, int]:
     return out
 
 
-def _stopping_flags(measure: MeasureSettings, max_duration: float | None, ci_target: float | None) -> MeasureSettings:
-    """--max-duration and --ci-target, checked as their sweep-file keys are. Without --max-duration,
-    the cap follows a --duration above it (the minimum asked for is honoured)."""
-    from hwbench.measure.sweepfile import MEASURE
+# The sweep key each flag sets: one model (hwbench.measure.sweepfile.SweepModel) checks both.
+_FLAG_OF: dict[tuple[str, ...], str] = {
+    ("models",): "MODEL", ("adapters",): "--adapter", ("precisions",): "--precision", ("batch_sizes",): "--batch",
+    ("scenarios",): "--scenario", ("instance_type",): "--instance", ("threads",): "--threads",
+    ("device",): "--device", ("concurrency",): "--concurrency", ("tdp_w",): "--tdp-w",
+    ("trial_timeout_s",): "--timeout", ("processes",): "--processes", ("usd_per_hour",): "--usd-per-hour",
+    ("price_note",): "--price-note", ("dims",): "--dim", ("measure", "min_duration_s"): "--duration",
+    ("measure", "min_iters"): "--min-iters", ("measure", "max_duration_s"): "--max-duration",
+    ("measure", "target_p50_rel_halfwidth"): "--ci-target",
+}
+_PLAIN_FLAGS = {"instance_type": "instance_type", "threads": "threads", "device": "device", "concurrency": "concurrency",
+                "tdp_w": "tdp_w", "trial_timeout_s": "trial_timeout_s", "processes": "processes",
+                "usd_per_hour": "usd_per_hour", "price_note": "price_note"}
+_MEASURE_FLAGS = {"duration": "min_duration_s", "min_iters": "min_iters", "max_duration": "max_duration_s",
+                  "ci_target": "target_p50_rel_halfwidth"}
 
-    for flag, key, value in (("--max-duration", "max_duration_s", max_duration),
-                             ("--ci-target", "target_p50_rel_halfwidth", ci_target)):
-        if value is not None:
-            value, problem = MEASURE[key](value)
-            if problem:
-                raise UsageError(f"{flag}: {problem}")
-            measure = dataclasses.replace(measure, **{key: value})
-    if measure.min_duration_s > measure.max_duration_s:
-        if max_duration is not None:
-            raise UsageError(f"--max-duration {max_duration:g} s is below the minimum duration "
-                             f"{measure.min_duration_s:g} s (--duration)")
-        measure = dataclasses.replace(measure, max_duration_s=measure.min_duration_s)
-    return measure
+
+def _flag_problem(problem: Any) -> str:
+    """A sweep-model problem as the flag that set the value: '--threads: expected ...'."""
+    for n in (2, 1):
+        flag = _FLAG_OF.get(tuple(problem.loc[:n]))
+        if flag:
+            rest = "".join(f"[{p}]" if isinstance(p, int) else f" {p}" for p in problem.loc[n:])
+            return f"{flag}{rest}: {problem.message}"
+    return str(problem)
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and 0 < v < float("inf")
 
 
 def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
-    """Command-line flags on top of a sweep file (or the defaults). None means 'not given'."""
-    changes: dict[str, Any] = {}
-    if flags["model"]:
-        changes["models"] = tuple(m.strip() for m in flags["model"].split(",") if m.strip())
-    if flags["adapter"]:
-        changes["adapters"] = tuple(registry.parse_adapters(flags["adapter"]))
-    if flags["precision"]:
-        changes["precisions"] = tuple(parse_list(flags["precision"], ALL, "precision"))
-    if flags["batch"]:
-        changes["batch_sizes"] = tuple(parse_batches(flags["batch"]))
-    if flags["scenario"]:
-        changes["scenarios"] = tuple(parse_list(flags["scenario"], SCENARIOS, "scenario"))
-    if flags.get("processes") is not None and not 1 <= flags["processes"] <= 64:
-        raise UsageError(f"--processes must be from 1 to 64, got {flags['processes']}")
-    for key in ("instance_type", "threads", "device", "concurrency", "tdp_w", "trial_timeout_s", "processes"):
-        if flags.get(key) is not None:
-            changes[key] = flags[key]
-    if flags.get("usd_per_hour") is not None:
-        from hwbench.measure.sweepfile import USD_PER_HOUR
+    """Command-line flags on top of a sweep file (or the defaults), checked by the sweep file's model.
+    None means 'not given'; an empty list flag (`-b ""`) is an error, not the defaults."""
+    from hwbench.measure.sweepfile import config_doc, validate
 
-        changes["usd_per_hour"], problem = USD_PER_HOUR(flags["usd_per_hour"])
-        if problem:
-            raise UsageError(f"--usd-per-hour: {problem}")
+    doc = config_doc(base)
+    if flags.get("model") is not None:
+        doc["models"] = [m.strip() for m in flags["model"].split(",") if m.strip()]
+        if not doc["models"]:
+            raise UsageError("no model given")
+    if flags.get("adapter") is not None:
+        doc["adapters"] = registry.parse_adapters(flags["adapter"])
+    if flags.get("precision") is not None:
+        doc["precisions"] = parse_list(flags["precision"], ALL, "precision")
+    if flags.get("batch") is not None:
+        doc["batch_sizes"] = parse_batches(flags["batch"])
+    if flags.get("scenario") is not None:
+        doc["scenarios"] = parse_list(flags["scenario"], SCENARIOS, "scenario")
+    for flag, key in _PLAIN_FLAGS.items():
+        if flags.get(flag) is not None:
+            doc[key] = flags[flag]
     if flags.get("price_note") is not None:
         if flags.get("usd_per_hour") is None and base.usd_per_hour is None:
             raise UsageError("--price-note describes a --usd-per-hour price; give the price too")
-        if not flags["price_note"].strip():
-            raise UsageError("--price-note must not be empty")
-        changes["price_note"] = flags["price_note"].strip()
-    if flags["dim"]:
-        changes["dims"] = {**base.dims, **_dims(flags["dim"])}
-    measure = MeasureSettings.quick() if flags["quick"] else base.measure
-    if flags["duration"] is not None:
-        if flags["duration"] <= 0:
-            raise UsageError("--duration must be positive")
-        measure = dataclasses.replace(measure, min_duration_s=flags["duration"])
-    if flags["min_iters"] is not None:
-        if flags["min_iters"] <= 0:
-            raise UsageError("--min-iters must be positive")
-        measure = dataclasses.replace(measure, min_iters=flags["min_iters"])
-    measure = _stopping_flags(measure, flags.get("max_duration"), flags.get("ci_target"))
-    changes["measure"] = measure
+        doc["price_note"] = flags["price_note"].strip()
+    if flags.get("dim"):
+        doc["dims"] = {**base.dims, **_dims(flags["dim"])}
+    measure = doc["measure"] = dataclasses.asdict(MeasureSettings.quick()) if flags.get("quick") else doc["measure"]
+    for flag, key in _MEASURE_FLAGS.items():
+        if flags.get(flag) is not None:
+            measure[key] = flags[flag]
+    low, cap = measure["min_duration_s"], measure["max_duration_s"]
+    if _positive(low) and _positive(cap) and low > cap:
+        if flags.get("max_duration") is not None:
+            raise UsageError(f"--max-duration {cap:g} s is below the minimum duration {low:g} s (--duration)")
+        measure["max_duration_s"] = low  # without --max-duration, the cap follows a --duration above it
     if flags.get("allow_emulated"):
-        changes["allow_emulated"] = True
-    if flags["no_accuracy"]:
-        changes["accuracy"] = dataclasses.replace(base.accuracy, enabled=False)
-    if flags["quick"]:
-        changes["idle_power_s"] = min(base.idle_power_s, 0.3)
-    if not (changes.get("models") or base.models):
-        raise UsageError("no model given")
-    return dataclasses.replace(base, **changes)
+        doc["allow_emulated"] = True
+    if flags.get("no_accuracy"):
+        doc["accuracy"]["enabled"] = False
+    if flags.get("quick"):
+        doc["idle_power_s"] = min(base.idle_power_s, 0.3)
+    config, problems = validate(doc)
+    if problems:
+        raise UsageError("; ".join(_flag_problem(p) for p in problems))
+    assert config is not None
+    return config
 
 
 def _fmt(v: Any, spec: str = ".2f") -> str:
@@ -191,7 +197,7 @@ def profile(
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="single-stream, offline, or both (default single-stream).")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Minimum timed seconds per trial (default 2).")] = None,
     min_iters: Annotated[Optional[int], typer.Option("--min-iters", help="Minimum timed iterations per trial (default 100).")] = None,
-    max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Cap on each trial's timed window in seconds (default 15; at least --duration).")] = None,
+    max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Cap on each trial's timed window in seconds (default 10; at least --duration).")] = None,
     ci_target: Annotated[Optional[float], typer.Option("--ci-target", help="Stop a trial once its p50's 95% interval is within this relative half-width (default 0.01: +-1%).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Short trials for smoke tests and CI (records flagged when too short).")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one run folder per invocation.")] = Path("results"),
@@ -200,7 +206,7 @@ def profile(
     price_note: Annotated[Optional[str], typer.Option("--price-note", help="Where the --usd-per-hour figure comes from (shown as the price basis).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A sweep file (TOML); flags override it.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Complete an interrupted run folder without redoing finished trials.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Runtime threads (default: the runtime's choice; at most 4 x the logical CPUs).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Adapter device, e.g. cuda, cuda:1, GPU, NPU.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Offline scenario: requests in flight (default: tuned by the adapter).")] = None,
     dim: Annotated[Optional[list[str]], typer.Option("--dim", help="A non-batch dynamic dimension, NAME=VALUE (e.g. sequence=64). Repeatable.")] = None,
@@ -219,8 +225,6 @@ def profile(
                  allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target,
                  usd_per_hour=usd_per_hour, price_note=price_note,
                  processes=processes)
-    if timeout is not None and timeout <= 0:
-        raise UsageError("--timeout must be positive")
     if resume is not None:
         from hwbench.results.store import read_manifest
 

@@ -147,6 +147,40 @@ def process_gpu_memory_mb(pid: int, device_index: int = 0) -> float | None:
         _nvml_shutdown(pynvml)
 
 
+# The price catalog's accelerator names (hwbench/data/prices.toml) for the names vendors report.
+# Tried in order, first match wins; each key is a lower-case substring of the reported name,
+# e.g. NVML "NVIDIA A100-SXM4-40GB" / "NVIDIA A100 80GB PCIe", "Tesla T4", "NVIDIA H100 80GB HBM3",
+# and the Neuron driver's sysfs name ("AWS Inferentia2" as _neuron_device_name() writes it).
+CATALOG_NAMES: tuple[tuple[str, str], ...] = (
+    ("a100-sxm4-40gb", "A100-40GB"), ("a100-pcie-40gb", "A100-40GB"), ("a100 40gb", "A100-40GB"),
+    ("a100-sxm4-80gb", "A100-80GB"), ("a100 80gb", "A100-80GB"), ("a100-80gb", "A100-80GB"),
+    ("h200", "H200"), ("h100", "H100"), ("l40s", "L40S"), ("l40", "L40"), ("a10g", "A10G"), ("l4", "L4"), ("t4", "T4"),
+    ("inferentia2", "Inferentia2"), ("trainium2", "Trainium2"), ("trainium", "Trainium"),
+)
+
+
+def catalog_accelerator(device_name: str) -> str | None:
+    """The price catalog's name for a reported device name, or None when hwbench does not know it."""
+    text = device_name.lower()
+    return next((catalog for key, catalog in CATALOG_NAMES if key in text), None)
+
+
+def cuda_visible_nvml_index(cuda_index: int, visible: str | None = None) -> int:
+    """The NVML index of CUDA device `cuda_index` under CUDA_VISIBLE_DEVICES (plain indices only;
+    anything else, or no variable, maps an index to itself)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    entries = [e.strip() for e in (visible or "").split(",") if e.strip()]
+    if entries and all(e.isdigit() for e in entries) and cuda_index < len(entries):
+        return int(entries[cuda_index])
+    return cuda_index
+
+
+def nvidia_gpu(cuda_index: int) -> AcceleratorInfo | None:
+    """The NVIDIA GPU that CUDA calls `cuda_index` (NVML's view), or None when NVML cannot see it."""
+    index = cuda_visible_nvml_index(cuda_index)
+    return next((g for g in nvidia_gpus() if g.index == index), None)
+
+
 # -- AWS Neuron -----------------------------------------------------------------------------
 def neuron_tool(name: str) -> str | None:
     """Path of a Neuron CLI tool: on PATH, or in the DLAMI's tool directory."""

@@ -29,17 +29,17 @@ A saturating int8 kernel (u8 x s8 pairs clamped to int16 on x86 without VNNI) is
 mean_rel_err: emulated on mlp-tiny it reaches 0.11 against 0.04 exact, while cosine stays at
 0.992 (tests/test_int8_saturation.py).
 
-`outputs_in_batches` lets an adapter compiled for one static batch size produce outputs
+`outputs_in_batches` (hwbench.adapter.kit, re-exported here) lets an adapter compiled for one static batch size produce outputs
 for any number of rows, so the accuracy check runs the very artefact that was timed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwbench.adapter.kit import outputs_in_batches  # noqa: F401 - moved to the adapter kit; kept importable here
 from hwbench.measure.settings import AccuracySettings
 
 EPS = 1e-12
@@ -146,35 +146,3 @@ def compare_outputs(
             f"row's logit std, under {TOP1_TIE_FRACTION:.0%}) and were not counted against the point"
         )
     return AccuracyResult(not reasons, max_abs, rel, cos, top1, reasons, top1_tie, notes)
-
-
-def outputs_in_batches(
-    infer_batch: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
-    inputs: dict[str, np.ndarray],
-    batch_size: int,
-) -> list[np.ndarray]:
-    """Run `infer_batch` on slices of exactly `batch_size` rows and stitch the outputs.
-
-    The last slice is padded by repeating its final row, and the padding is cut from
-    the outputs. Every output must keep the batch on axis 0.
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    rows = {int(a.shape[0]) for a in inputs.values()}
-    if len(rows) != 1:
-        raise ValueError(f"inputs disagree on the batch size: {sorted(rows)}")
-    n = rows.pop()
-    if n == 0:
-        raise ValueError("no rows to infer")
-    parts: list[list[np.ndarray]] = []
-    for start in range(0, n, batch_size):
-        take = min(batch_size, n - start)
-        chunk: dict[str, np.ndarray] = {}
-        for name, arr in inputs.items():
-            piece = arr[start : start + take]
-            if take < batch_size:
-                pad = np.repeat(piece[-1:], batch_size - take, axis=0)
-                piece = np.concatenate([piece, pad], axis=0)
-            chunk[name] = np.ascontiguousarray(piece)
-        parts.append([o[:take] for o in infer_batch(chunk)])
-    return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(parts[0]))]

@@ -98,6 +98,26 @@ class _IntervalCheck:
         return rel is not None and rel <= self.target
 
 
+def _open_window(meter: PowerMeter | None, activity: ActivityProbe | None) -> None:
+    """The host-activity snapshot, then the power window: both just outside the timed loop."""
+    if activity is not None:
+        activity.begin()
+    if meter is not None:
+        meter.begin()
+
+
+def _close_window(samples: list[int], window_ns: int, paused_ns: int, concurrency: int, reason: str, warm: int,
+                  checks: int, meter: PowerMeter | None, activity: ActivityProbe | None) -> Measurement:
+    """Close the power window, then the activity snapshot, and package what the loop produced."""
+    energy = meter.end() if meter is not None else None
+    host = activity.end() if activity is not None else None
+    return Measurement(
+        samples_ns=np.asarray(samples, dtype=np.int64), wall_s=window_ns / 1e9, completed=len(samples),
+        concurrency=concurrency, capped=reason != STOP_P50_TIGHT, warmup_iters=warm, energy=energy,
+        stop_reason=reason, pause_s=paused_ns / 1e9, checks=checks, activity=host,
+    )
+
+
 def _min_window_ns(settings: MeasureSettings, meter: PowerMeter | None) -> int:
     min_s = settings.min_duration_s
     if meter is not None:
@@ -128,10 +148,7 @@ def measure_single_stream(
     samples: list[int] = []
     append = samples.append
     paused = 0
-    if activity is not None:
-        activity.begin()
-    if meter is not None:
-        meter.begin()
+    _open_window(meter, activity)
     start = t1 = clock()
     while True:
         t0 = clock()
@@ -152,21 +169,7 @@ def measure_single_stream(
         if elapsed >= max_ns:
             reason = STOP_TIME_CAP
             break
-    energy = meter.end() if meter is not None else None
-    host = activity.end() if activity is not None else None
-    return Measurement(
-        samples_ns=np.asarray(samples, dtype=np.int64),
-        wall_s=(t1 - start - paused) / 1e9,
-        completed=len(samples),
-        concurrency=1,
-        capped=reason != STOP_P50_TIGHT,
-        warmup_iters=warm,
-        energy=energy,
-        stop_reason=reason,
-        pause_s=paused / 1e9,
-        checks=check.checks,
-        activity=host,
-    )
+    return _close_window(samples, t1 - start - paused, paused, 1, reason, warm, check.checks, meter, activity)
 
 
 def measure_offline(
@@ -205,10 +208,7 @@ def measure_offline(
     samples: list[int] = []
     next_tag = 0
     paused = 0
-    if activity is not None:
-        activity.begin()
-    if meter is not None:
-        meter.begin()
+    _open_window(meter, activity)
     start = now = clock()
     for _ in range(conc):
         submitted_at[next_tag] = clock()
@@ -246,18 +246,4 @@ def measure_offline(
                 submitted_at[next_tag] = clock()
                 runner.submit(next_tag)
                 next_tag += 1
-    energy = meter.end() if meter is not None else None
-    host = activity.end() if activity is not None else None
-    return Measurement(
-        samples_ns=np.asarray(samples, dtype=np.int64),
-        wall_s=(now - start - paused) / 1e9,
-        completed=len(samples),
-        concurrency=conc,
-        capped=reason != STOP_P50_TIGHT,
-        warmup_iters=warm,
-        energy=energy,
-        stop_reason=reason,
-        pause_s=paused / 1e9,
-        checks=check.checks,
-        activity=host,
-    )
+    return _close_window(samples, now - start - paused, paused, conc, reason, warm, check.checks, meter, activity)

@@ -31,6 +31,7 @@ from hwbench import __version__
 
 from hwbench.adapter import registry
 from hwbench.adapter import Probe
+from hwbench.adapter.kit import Placement
 from hwbench.errors import AdapterUnavailable, UsageError
 from hwbench.host.fingerprint import host_fingerprint
 from hwbench.measure.forkserver import ForkServer, ForkServerError
@@ -229,26 +230,34 @@ class SweepRunner:
         return specs
 
     def _cache_dir(self) -> Path:
-        from hwbench.models import default_cache_dir
+        from hwbench.models import cache_root
 
-        return default_cache_dir()
+        return cache_root()
+
+    def _placement(self, adapter: str) -> Placement | None:
+        """Where `adapter` runs with this sweep's --device (None: a selector it cannot take)."""
+        try:
+            return registry.load(adapter).placement_for(self.config.device)
+        except UsageError:
+            return None
 
     def _idle_power(self, adapters: list[str]) -> dict[str, tuple[float | None, str | None]]:
-        """Idle power per device kind of the available `adapters`."""
-        kinds = {registry.load(a).device_kind for a in adapters}
+        """Idle power per device the available `adapters` run on (keyed 'cpu', 'cuda:1'...), with
+        the meter their trials use: torch on cuda:1 gets GPU 1's idle power, not the CPU's."""
+        placements = {p.label: p for p in (self._placement(a) for a in adapters) if p is not None}
         out: dict[str, tuple[float | None, str | None]] = {}
         if self.config.idle_power_s <= 0:
             return out
         from hwbench.power.select import measure_idle_power, meter_for
-        from hwbench.measure.trial import device_index
 
-        for kind in sorted(kinds):
-            meter = meter_for(kind, device_index(self.config.device), tdp_w=self.config.tdp_w)
+        for label in sorted(placements):
+            p = placements[label]
+            meter = meter_for(p.kind, p.meter_index, tdp_w=self.config.tdp_w)
             try:
                 reading = measure_idle_power(meter, self.config.idle_power_s)
             finally:
                 meter.close()
-            out[kind] = (reading.avg_power_w, reading.method) if reading else (None, None)
+            out[label] = (reading.avg_power_w, reading.method) if reading else (None, None)
         return out
 
     def _reference(self, spec: ModelSpec, trials: list[Trial]) -> str | None:
@@ -389,8 +398,8 @@ class SweepRunner:
         return asdict(res)
 
     def _context(self, adapter: str, references: dict[str, str | None], trial: Trial, idle: dict[str, Any], fp: dict[str, Any]) -> TrialContext:
-        kind = registry.load(adapter).device_kind
-        idle_w, idle_method = idle.get(kind, (None, None))
+        placement = self._placement(adapter)
+        idle_w, idle_method = idle.get(placement.label, (None, None)) if placement else (None, None)
         return TrialContext(
             run_id=self.run_id, config=self.config, cpu_model=fp["cpu_model"], hostname=fp["hostname"],
             cache_dir=str(self._cache_dir()), reference_npz=references.get(trial.model),

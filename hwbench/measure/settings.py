@@ -24,7 +24,7 @@ class MeasureSettings:
     min_duration_s: float = 2.0
     min_iters: int = 100
     max_iters: int = 1_000_000  # a cap for trivially fast calls (the null adapter)
-    max_duration_s: float = 15.0  # per-trial cap on the timed window (stops a slow or noisy point)
+    max_duration_s: float = 10.0  # per-trial cap on the timed window (stops a slow or noisy point)
     target_p50_rel_halfwidth: float = 0.01  # stop once the p50's 95% interval is within +-1%
     max_cv: float = 0.10  # above: invalid (unstable)
     min_samples_for_p99: int = 100  # below: invalid (p99 is only the maximum)
@@ -79,6 +79,9 @@ class SweepConfig:
     memory_limit_mb: float = 0.0  # per-worker RSS limit; 0: 90% of physical memory
     allow_emulated: bool = False  # run precisions the device only emulates (hwbench.host.isa); default: unsupported
     processes: int = 1  # fresh worker processes per trial, run one after another; samples pooled
+    # per adapter name, settings only that adapter understands (sweep file [adapter_options.NAME]),
+    # passed to it as AdapterOptions.extra: torch compile_mode / channels_last, openvino num_streams
+    adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

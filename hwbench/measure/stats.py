@@ -108,7 +108,9 @@ def unresolved_percentiles(n: int, confidence: float = CONFIDENCE) -> list[str]:
     return out
 
 
-CAPPED_MIN_SAMPLES = 20  # a time-capped point with fewer samples is invalid; with more it is kept, flagged
+# A point cut by the time cap before min_iters is kept valid (flagged, with its unresolved
+# percentiles) only while its p50 is still pinned: a closed 95% interval within +-5%.
+CAPPED_MAX_P50_REL_HALFWIDTH = 0.05
 CAP_WARNING_PREFIX = "time cap: "  # warnings about the samples start so (hwbench.measure.repeats recomputes them on the pool)
 
 
@@ -127,7 +129,7 @@ def summarize(
     (hwbench.measure.profiler.STOP_REASONS) says why the loop stopped: "iteration-cap" (a
     trivially fast call) excuses a window shorter than the minimum duration, and
     "time-cap" before min_iters keeps the point valid with a warning and its unresolved
-    percentiles (invalid below CAPPED_MIN_SAMPLES samples). Without a stop_reason,
+    percentiles (invalid when its p50 interval is open or wider than +-5%). Without a stop_reason,
     `capped` (the loop stopped at a cap) excuses the short window, as before.
     """
     n = int(len(samples_ns))
@@ -156,10 +158,12 @@ def summarize(
     warnings: list[str] = []
     if stop_reason == "time-cap" and n < settings.min_iters:
         # The cap bounds a slow point's cost: it is kept for what it resolves (p50, throughput),
-        # its unresolved percentiles are listed, and below CAPPED_MIN_SAMPLES it resolves too little.
+        # with its unresolved percentiles listed, while its p50 interval stays tight enough.
         cap = f"stopped by the {settings.max_duration_s:g} s time cap at {n} samples (< {settings.min_iters})"
-        if n < CAPPED_MIN_SAMPLES:
-            reasons.append(f"{cap}: too few for a p50 interval of any use (< {CAPPED_MIN_SAMPLES})")
+        rel = out["latency_p50_ci_rel_halfwidth"]
+        if rel is None or rel > CAPPED_MAX_P50_REL_HALFWIDTH:
+            width = "open" if rel is None else f"+-{rel:.1%}"
+            reasons.append(f"{cap}: its p50 interval ({width}) is wider than +-{CAPPED_MAX_P50_REL_HALFWIDTH:.0%}")
         else:
             unresolved = ", ".join(out["unresolved_percentiles"]) or "nothing"
             warnings.append(f"{CAP_WARNING_PREFIX}{cap}: {unresolved} unresolved; --max-duration buys more samples")

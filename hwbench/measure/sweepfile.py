@@ -1,10 +1,12 @@
 """Sweep files: a TOML description of a sweep, validated as a whole into a SweepConfig.
 
-Every problem in a file is collected with its location (``measure.min_iters``,
-``batch_sizes[2]``) and reported at once in one ConfigError, so a user fixes a
-file in one pass. Unknown keys get a close-match suggestion. Adapters are names
-from the registry only (never a path or a ``module:Class``). Building the config
-reads the file and nothing else: no model is resolved, no adapter imported.
+One set of pydantic models (extra keys forbidden, strict types) holds every bound of every
+sweep setting, and checks both a sweep file and the `hwbench profile` flags that set the same
+keys (hwbench.cli.profile.build_config): a bound is written once. Every problem in a file is
+collected with its location (``measure.min_iters``, ``batch_sizes[2]``) and reported at once
+in one ConfigError, so a user fixes a file in one pass. Unknown keys get a close-match
+suggestion. Adapters are names from the registry only (never a path or a ``module:Class``).
+Building the config reads the file and nothing else: no model is resolved, no adapter imported.
 
 Relative ``.onnx`` paths in ``models`` are taken relative to the sweep file's folder.
 """
@@ -14,12 +16,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, Strict, ValidationError, ValidationInfo,
+                      WrapValidator, field_validator)
+from pydantic_core import PydanticCustomError
 
 from hwbench.adapter import registry
 from hwbench.errors import ConfigError
@@ -31,7 +37,8 @@ MAX_BATCH = 65536
 MAX_DIM = 1 << 20  # as hwbench.models accepts
 DAY_S = 86400.0
 MAX_PROCESSES = 64  # fresh worker processes per trial (--processes)
-_MISSING = object()
+CORES_FACTOR = 4  # threads, concurrency and OpenVINO streams: at most this many per logical CPU
+TORCH_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "eager")
 
 # Names people type that are close to, but not, a key: suggested, never accepted.
 _ALIASES = {
@@ -55,6 +62,24 @@ class SweepFileError(ConfigError):
         super().__init__(text)
 
 
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem: its path in the document (('measure', 'min_iters'), ('batch_sizes', 2)) and what is wrong."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+    @property
+    def where(self) -> str:
+        out = ""
+        for part in self.loc:
+            out += f"[{part}]" if isinstance(part, int) else (f".{_key(part)}" if out else _key(part))
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
 def _kind(value: Any) -> str:
     """The TOML name of a value's type, for messages."""
     for typ, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
@@ -76,62 +101,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-Check = Callable[[Any], tuple[Any, str | None]]  # value -> (converted value, problem or None)
-
-
-def integer(lo: int, hi: int, what: str = "an integer") -> Check:
-    def check(v: Any) -> tuple[Any, str | None]:
-        if isinstance(v, bool) or not isinstance(v, int):
-            return v, f"expected {what}, got {_kind(v)} {_show(v)}"
-        if not lo <= v <= hi:
-            return v, f"expected {what}, got {v}"
-        return v, None
-    return check
-
-
-def number(lo: float, hi: float, what: str, lo_open: bool = False, hi_open: bool = False) -> Check:
-    def check(v: Any) -> tuple[Any, str | None]:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return v, f"expected {what}, got {_kind(v)} {_show(v)}"
-        f = float(v)
-        if not math.isfinite(f) or f < lo or f > hi or (lo_open and f <= lo) or (hi_open and f >= hi):
-            return v, f"expected {what}, got {_show(v)}"
-        return f, None
-    return check
-
-
-def text(max_len: int = 200, allow_empty: bool = False) -> Check:
-    def check(v: Any) -> tuple[Any, str | None]:
-        if not isinstance(v, str):
-            return v, f"expected a string, got {_kind(v)} {_show(v)}"
-        if not allow_empty and not v.strip():
-            return v, "expected a non-empty string"
-        if len(v) > max_len:
-            return v, f"expected at most {max_len} characters, got {len(v)}"
-        if any(ord(c) < 32 or ord(c) == 127 for c in v):
-            return v, f"control characters are not allowed, got {_show(v)}"
-        return v, None
-    return check
-
-
-USD_PER_HOUR = number(0.0, 10000.0, "a price in USD per hour above 0 and up to 10000", lo_open=True)  # flag and key alike
-
-
-def boolean(v: Any) -> tuple[Any, str | None]:
-    if not isinstance(v, bool):
-        return v, f"expected true or false, got {_kind(v)} {_show(v)}"
-    return v, None
-
-
-def choice(allowed: tuple[str, ...], what: str) -> Check:
-    def check(v: Any) -> tuple[Any, str | None]:
-        if not isinstance(v, str):
-            return v, f"expected a {what} name (a string), got {_kind(v)} {_show(v)}"
-        name = v.strip().lower()
-        if name in allowed:
-            return name, None
-        return v, f"unknown {what} {_show(v)}{_suggest(name, allowed)}; choose from {', '.join(allowed)}"
-    return check
+def _fail(message: str, at: str | None = None) -> PydanticCustomError:
+    """Our own wording for a problem; `at` moves it to a sibling key (a cross-check names the key it bounds)."""
+    return PydanticCustomError("hwbench", "{message}", {"message": message, **({"at": at} if at else {})})
 
 
 def _suggest(key: str, known: list[str] | tuple[str, ...]) -> str:
@@ -139,209 +111,347 @@ def _suggest(key: str, known: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-DURATION = number(0.0, DAY_S, "a duration in seconds above 0 and up to one day (86400)", lo_open=True)
-DURATION_OR_ZERO = number(0.0, DAY_S, "a duration in seconds from 0 up to one day (86400)")
-BATCH = integer(1, MAX_BATCH, f"a positive integer up to {MAX_BATCH}")
-COUNT = integer(1, 10**12, "a positive integer")
-COUNT_OR_ZERO = integer(0, 10**12, "an integer >= 0")
-
-MEASURE: dict[str, Check] = {
-    "warmup_s": DURATION_OR_ZERO,
-    "warmup_min_iters": COUNT_OR_ZERO,
-    "min_duration_s": DURATION,
-    "min_iters": COUNT,
-    "max_iters": COUNT,
-    "max_duration_s": DURATION,
-    "target_p50_rel_halfwidth": number(0.0, 1.0, "a relative half-width above 0 and below 1 (e.g. 0.01 for +-1%)",
-                                       lo_open=True, hi_open=True),
-    "max_cv": number(0.0, 10.0, "a coefficient of variation above 0 and up to 10 (1000%)", lo_open=True),
-    "min_samples_for_p99": COUNT,
-    "max_steal_pct": number(0.0, 100.0, "a percentage from 0 to 100"),
-    "max_other_cpu_pct": number(0.0, 100.0, "a percentage from 0 to 100"),
-}
-
-ACCURACY: dict[str, Check] = {
-    "enabled": boolean,
-    "min_cosine": number(-1.0, 1.0, "a cosine similarity from -1 to 1"),
-    "min_top1_agreement": number(0.0, 1.0, "a share from 0 to 1"),
-    "max_mean_rel_err": number(0.0, 1e6, "a relative error >= 0"),
-    "min_items": BATCH,
-    "seed": integer(0, 2**32 - 1, "an integer from 0 to 4294967295"),
-}
+# -- field types: pydantic constraints, our wording ---------------------------------------
 
 
-class _Reader:
-    """Collects every problem while converting a parsed TOML document."""
-
-    def __init__(self, base_dir: Path | None) -> None:
-        self.problems: list[str] = []
-        self.base_dir = base_dir
-
-    def add(self, loc: str, msg: str) -> None:
-        self.problems.append(f"{loc}: {msg}")
-
-    def value(self, loc: str, v: Any, check: Check) -> Any:
-        out, problem = check(v)
-        if problem:
-            self.add(loc, problem)
-            return _MISSING
-        return out
-
-    def array(self, loc: str, v: Any, item: Check) -> Any:
-        if not isinstance(v, list):
-            self.add(loc, f"expected an array, e.g. [...], got {_kind(v)} {_show(v)}")
-            return _MISSING
-        if not v:
-            self.add(loc, "expected a non-empty array (leave the key out for the default)")
-            return _MISSING
-        items = [self.value(f"{loc}[{i}]", x, item) for i, x in enumerate(v)]
-        if any(x is _MISSING for x in items):
-            return _MISSING
-        return tuple(dict.fromkeys(items))
-
-    def table(self, loc: str, v: Any, fields: dict[str, Check]) -> dict[str, Any] | None:
-        if not isinstance(v, Mapping):
-            self.add(loc, f"expected a table ([{loc}]), got {_kind(v)} {_show(v)}")
-            return None
-        out: dict[str, Any] = {}
-        for key, raw in v.items():
-            where = f"{loc}.{_key(key)}"
-            if key not in fields:
-                self.add(where, _unknown(str(key), list(fields)))
-                continue
-            conv = self.value(where, raw, fields[key])
-            if conv is not _MISSING:
-                out[key] = conv
-        return out
-
-    def model(self, v: Any) -> tuple[Any, str | None]:
-        v, problem = text(max_len=4096)(v)
-        if problem:
-            return v, problem
-        name = v.strip()
-        relative = not (Path(name).is_absolute() or name.startswith("~"))
-        if (name.lower().endswith(".onnx") or "/" in name) and self.base_dir is not None and relative:
-            name = str(self.base_dir / name)
-        return name, None
-
-    @staticmethod
-    def adapter(v: Any) -> tuple[Any, str | None]:
-        known = registry.names()
-        if not isinstance(v, str):
-            return v, f"expected an adapter name (a string), got {_kind(v)} {_show(v)}"
-        if v in known:
-            return v, None
-        hint = ""
-        if any(c in v for c in ":/\\") or v.endswith(".py"):
-            hint = "; adapters come only from the built-in registry and installed entry points, never from a path"
-        return v, f"unknown adapter {_show(v)}{_suggest(v, known)}; known: {', '.join(known)}{hint}"
-
-    def dims(self, loc: str, v: Any) -> Any:
-        if not isinstance(v, Mapping):
-            self.add(loc, f"expected a table of NAME = positive integer, got {_kind(v)} {_show(v)}")
-            return _MISSING
-        out = {}
-        for key, raw in v.items():
-            where = f"{loc}.{_key(key)}"
-            _, problem = text(max_len=128)(key)
-            if problem:
-                self.add(where, f"dimension name: {problem}")
-                continue
-            conv = self.value(where, raw, integer(1, MAX_DIM, f"a positive integer up to {MAX_DIM}"))
-            if conv is not _MISSING:
-                out[str(key)] = conv
-        return out if len(out) == len(v) else _MISSING
+def _expected(what: str) -> WrapValidator:
+    """'expected <what>, got ...' for any failure of the wrapped strict type or its bounds."""
+    def wrap(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as e:
+            wrong_type = e.errors()[0]["type"].endswith("_type")
+            raise _fail(f"expected {what}, got {_kind(value) + ' ' if wrong_type else ''}{_show(value)}") from None
+    return WrapValidator(wrap)
 
 
-def _top_fields(r: _Reader) -> dict[str, Callable[[str, Any], Any]]:
-    def scalar(check: Check) -> Callable[[str, Any], Any]:
-        return lambda loc, v: r.value(loc, v, check)
-
-    return {
-        "models": lambda loc, v: r.array(loc, v, r.model),
-        "adapters": lambda loc, v: r.array(loc, v, r.adapter),
-        "precisions": lambda loc, v: r.array(loc, v, choice(ALL, "precision")),
-        "batch_sizes": lambda loc, v: r.array(loc, v, BATCH),
-        "scenarios": lambda loc, v: r.array(loc, v, choice(SCENARIOS, "scenario")),
-        "instance_type": scalar(text()),
-        "dims": r.dims,
-        "trial_timeout_s": scalar(DURATION),
-        "threads": scalar(integer(0, 4096, "an integer from 0 (runtime default) to 4096")),
-        "device": scalar(text(allow_empty=True)),
-        "concurrency": scalar(integer(0, 4096, "an integer from 0 (tuned) to 4096")),
-        "tdp_w": scalar(number(0.0, 5000.0, "a power in watts above 0 and up to 5000", lo_open=True)),
-        "usd_per_hour": scalar(USD_PER_HOUR),
-        "price_note": scalar(text()),
-        "memory_limit_mb": scalar(_memory_limit),
-        "idle_power_s": scalar(number(0.0, 3600.0, "a duration in seconds from 0 (off) up to 3600")),
-        "allow_emulated": scalar(boolean),
-        "processes": scalar(integer(1, MAX_PROCESSES, f"an integer from 1 to {MAX_PROCESSES}")),
-    }
+def Int(lo: int, hi: int, what: str) -> Any:
+    return Annotated[int, Strict(), Field(ge=lo, le=hi), _expected(what)]
 
 
-def _memory_limit(v: Any) -> tuple[Any, str | None]:
-    out, problem = number(0.0, 16.0 * 2**20, "a size in MB from 0 (the default) up to 16 TiB")(v)
-    if problem is None and 0 < out < 64:
-        return v, f"expected 0 (the default) or at least 64 MB (a worker needs more to start), got {_show(v)}"
-    return out, problem
+def Num(what: str, **bounds: float) -> Any:
+    """A finite float (a TOML integer is taken as one) within `bounds` (gt, ge, lt, le)."""
+    return Annotated[float, Strict(), Field(allow_inf_nan=False, **bounds), _expected(what)]
 
 
-def _unknown_top(key: str, known: list[str]) -> str:
-    if key in MEASURE or key in ACCURACY:
-        table = "measure" if key in MEASURE else "accuracy"
-        return f"unknown key (did you mean {key} under [{table}]?)"
-    if key in _ALIASES:
-        return f"unknown key (did you mean {_ALIASES[key]!r}?)"
-    return _unknown(key, known)
+Bool = Annotated[bool, Strict(), _expected("true or false")]
 
 
-def _unknown(key: str, known: list[str]) -> str:
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def PerCore(what: str, lo: int = 0) -> Any:
+    """An integer from `lo` to CORES_FACTOR x this machine's logical CPUs (read when validating)."""
+    def check(value: Any) -> int:
+        cap = CORES_FACTOR * _cores()
+        text = f"{what} to {cap} ({CORES_FACTOR} x {_cores()} CPUs)"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(f"expected {text}, got {_kind(value)} {_show(value)}")
+        if not lo <= value <= cap:
+            raise _fail(f"expected {text}, got {value}")
+        return value
+    return Annotated[int, PlainValidator(check)]
+
+
+def _text(value: Any, max_len: int = 200, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise _fail(f"expected a string, got {_kind(value)} {_show(value)}")
+    if not allow_empty and not value.strip():
+        raise _fail("expected a non-empty string")
+    if len(value) > max_len:
+        raise _fail(f"expected at most {max_len} characters, got {len(value)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _fail(f"control characters are not allowed, got {_show(value)}")
+    return value
+
+
+def Text(max_len: int = 200, allow_empty: bool = False) -> Any:
+    return Annotated[str, PlainValidator(lambda v: _text(v, max_len, allow_empty))]
+
+
+def Choice(allowed: tuple[str, ...], what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _fail(f"expected a {what} name (a string), got {_kind(value)} {_show(value)}")
+        name = value.strip().lower()
+        if name not in allowed:
+            raise _fail(f"unknown {what} {_show(value)}{_suggest(name, allowed)}; choose from {', '.join(allowed)}")
+        return name
+    return Annotated[str, PlainValidator(check)]
+
+
+def _adapter(value: Any) -> str:
+    known = registry.names()
+    if not isinstance(value, str):
+        raise _fail(f"expected an adapter name (a string), got {_kind(value)} {_show(value)}")
+    if value in known:
+        return value
+    hint = ""
+    if any(c in value for c in ":/\\") or value.endswith(".py"):
+        hint = "; adapters come only from the built-in registry and installed entry points, never from a path"
+    raise _fail(f"unknown adapter {_show(value)}{_suggest(value, known)}; known: {', '.join(known)}{hint}")
+
+
+def _model(value: Any, info: ValidationInfo) -> str:
+    name = _text(value, max_len=4096).strip()
+    base_dir = (info.context or {}).get("base_dir")
+    relative = not (Path(name).is_absolute() or name.startswith("~"))
+    if (name.lower().endswith(".onnx") or "/" in name) and base_dir is not None and relative:
+        name = str(Path(base_dir) / name)
+    return name
+
+
+def _memory_limit(value: float) -> float:
+    if 0 < value < 64:
+        raise _fail(f"expected 0 (the default) or at least 64 MB (a worker needs more to start), got {_show(value)}")
+    return value
+
+
+def _list(item: Any) -> Any:
+    """A non-empty array; the config keeps it as a de-duplicated tuple."""
+    return Annotated[list[item], Field(min_length=1)]
+
+
+DURATION = Num("a duration in seconds above 0 and up to one day (86400)", gt=0.0, le=DAY_S)
+DURATION_OR_ZERO = Num("a duration in seconds from 0 up to one day (86400)", ge=0.0, le=DAY_S)
+USD_PER_HOUR = Num("a price in USD per hour above 0 and up to 10000", gt=0.0, le=10000.0)
+BATCH = Int(1, MAX_BATCH, f"a positive integer up to {MAX_BATCH}")
+COUNT = Int(1, 10**12, "a positive integer")
+COUNT_OR_ZERO = Int(0, 10**12, "an integer >= 0")
+PERCENT = Num("a percentage from 0 to 100", ge=0.0, le=100.0)
+
+
+def _dim_name(value: Any) -> str:
+    try:
+        return _text(value, max_len=128)
+    except PydanticCustomError as e:
+        raise _fail(f"dimension name: {(e.context or {})['message']}") from None
+
+
+DIM_NAME = Annotated[str, PlainValidator(_dim_name)]
+
+
+# -- the models -------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_M = MeasureSettings()
+_A = AccuracySettings()
+_S = SweepConfig()
+
+
+class MeasureModel(_Section):
+    """[measure]: the timed loop's stopping rule (hwbench.measure.settings.MeasureSettings)."""
+
+    warmup_s: DURATION_OR_ZERO = _M.warmup_s
+    warmup_min_iters: COUNT_OR_ZERO = _M.warmup_min_iters
+    min_duration_s: DURATION = _M.min_duration_s
+    min_iters: COUNT = _M.min_iters
+    max_iters: COUNT = Field(_M.max_iters, validate_default=True)
+    max_duration_s: DURATION = Field(_M.max_duration_s, validate_default=True)
+    target_p50_rel_halfwidth: Num("a relative half-width above 0 and below 1 (e.g. 0.01 for +-1%)",
+                                  gt=0.0, lt=1.0) = _M.target_p50_rel_halfwidth
+    max_cv: Num("a coefficient of variation above 0 and up to 10 (1000%)", gt=0.0, le=10.0) = _M.max_cv
+    min_samples_for_p99: COUNT = _M.min_samples_for_p99
+    max_steal_pct: PERCENT = _M.max_steal_pct
+    max_other_cpu_pct: PERCENT = _M.max_other_cpu_pct
+
+    @field_validator("max_iters")
+    @classmethod
+    def _iters(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_iters")
+        if low is not None and low > v:
+            raise _fail(f"{low} is above measure.max_iters ({v})", at="min_iters")
+        return v
+
+    @field_validator("max_duration_s")
+    @classmethod
+    def _durations(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_duration_s")
+        if low is not None and low > v:
+            raise _fail(f"{low:g} s is above measure.max_duration_s ({v:g} s)", at="min_duration_s")
+        return v
+
+
+class AccuracyModel(_Section):
+    """[accuracy]: drift thresholds (hwbench.measure.settings.AccuracySettings)."""
+
+    enabled: Bool = _A.enabled
+    min_cosine: Num("a cosine similarity from -1 to 1", ge=-1.0, le=1.0) = _A.min_cosine
+    min_top1_agreement: Num("a share from 0 to 1", ge=0.0, le=1.0) = _A.min_top1_agreement
+    max_mean_rel_err: Num("a relative error >= 0", ge=0.0, le=1e6) = _A.max_mean_rel_err
+    min_items: BATCH = _A.min_items
+    seed: Int(0, 2**32 - 1, "an integer from 0 to 4294967295") = _A.seed
+
+
+class TorchOptions(_Section):
+    """[adapter_options.torch]: passed to the torch adapter as AdapterOptions.extra."""
+
+    compile_mode: Choice(TORCH_COMPILE_MODES, "torch compile mode") = "default"  # "eager": no torch.compile
+    channels_last: Bool = True  # CNNs in channels_last memory format
+
+
+class OpenVinoOptions(_Section):
+    """[adapter_options.openvino]: passed to the OpenVINO adapter as AdapterOptions.extra."""
+
+    num_streams: PerCore("an integer from 1", lo=1) = 1  # offline scenario: NUM_STREAMS of the THROUGHPUT compile
+
+
+class AdapterOptionsModel(_Section):
+    """[adapter_options.NAME]: settings that only one adapter understands, by adapter name."""
+
+    torch: TorchOptions = Field(default_factory=TorchOptions)
+    openvino: OpenVinoOptions = Field(default_factory=OpenVinoOptions)
+
+
+class SweepModel(_Section):
+    """A whole sweep file (or the flags on top of one): every key, every bound."""
+
+    measure: MeasureModel = Field(default_factory=MeasureModel)  # first: trial_timeout_s is checked against it
+    accuracy: AccuracyModel = Field(default_factory=AccuracyModel)
+    models: _list(Annotated[str, PlainValidator(_model)]) = list(_S.models)
+    adapters: _list(Annotated[str, PlainValidator(_adapter)]) = list(_S.adapters)
+    precisions: _list(Choice(ALL, "precision")) = list(_S.precisions)
+    batch_sizes: _list(BATCH) = list(_S.batch_sizes)
+    scenarios: _list(Choice(SCENARIOS, "scenario")) = list(_S.scenarios)
+    instance_type: Text() = None  # type: ignore[assignment]
+    dims: dict[DIM_NAME, Int(1, MAX_DIM, f"a positive integer up to {MAX_DIM}")] = Field(default_factory=dict)
+    trial_timeout_s: DURATION = Field(_S.trial_timeout_s, validate_default=True)
+    threads: PerCore("an integer from 0 (runtime default)") = _S.threads
+    device: Text(allow_empty=True) = _S.device
+    concurrency: PerCore("an integer from 0 (tuned)") = _S.concurrency
+    tdp_w: Num("a power in watts above 0 and up to 5000", gt=0.0, le=5000.0) = None  # type: ignore[assignment]
+    usd_per_hour: USD_PER_HOUR = None  # type: ignore[assignment]
+    price_note: Text() = None  # type: ignore[assignment]
+    memory_limit_mb: Annotated[Num("a size in MB from 0 (the default) up to 16 TiB", ge=0.0, le=16.0 * 2**20),
+                               AfterValidator(_memory_limit)] = _S.memory_limit_mb
+    idle_power_s: Num("a duration in seconds from 0 (off) up to 3600", ge=0.0, le=3600.0) = _S.idle_power_s
+    allow_emulated: Bool = _S.allow_emulated
+    processes: Int(1, MAX_PROCESSES, f"an integer from 1 to {MAX_PROCESSES}") = _S.processes
+    adapter_options: AdapterOptionsModel = Field(default_factory=AdapterOptionsModel)
+
+    @field_validator("trial_timeout_s")
+    @classmethod
+    def _room_to_measure(cls, v: float, info: ValidationInfo) -> float:
+        m = info.data.get("measure")
+        if m is not None and m.warmup_s + m.min_duration_s >= v:
+            raise _fail(f"{v:g} s leaves no time to measure: warm-up {m.warmup_s:g} s plus "
+                        f"measure.min_duration_s {m.min_duration_s:g} s already reach it")
+        return v
+
+    def to_config(self) -> SweepConfig:
+        """The SweepConfig of the keys given (the dataclass keeps the defaults of the others)."""
+        given = self.model_dump(exclude_unset=True)
+        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options")}
+        for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios"):
+            if k in top:
+                top[k] = tuple(dict.fromkeys(top[k]))
+        options = {name: table for name, table in given.get("adapter_options", {}).items() if table}
+        return SweepConfig(measure=MeasureSettings(**given.get("measure", {})),
+                           accuracy=AccuracySettings(**given.get("accuracy", {})),
+                           adapter_options=options, **top)
+
+
+MEASURE_KEYS = tuple(MeasureModel.model_fields)
+ACCURACY_KEYS = tuple(AccuracyModel.model_fields)
+TOP_KEYS = tuple(SweepModel.model_fields)
+
+
+# -- problems, in the document's order ---------------------------------------------------
+
+
+def _unknown(loc: tuple[str | int, ...]) -> str:
+    key = str(loc[-1])
+    if len(loc) == 1:
+        if key in MEASURE_KEYS or key in ACCURACY_KEYS:
+            return f"unknown key (did you mean {key} under [{'measure' if key in MEASURE_KEYS else 'accuracy'}]?)"
+        if key in _ALIASES:
+            return f"unknown key (did you mean {_ALIASES[key]!r}?)"
+    model: type[BaseModel] = SweepModel
+    for part in loc[:-1]:
+        model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+    known = sorted(model.model_fields, key=lambda k: k in ("measure", "accuracy"))  # the tables after the keys
     hint = _suggest(key, known)
     return f"unknown key{hint}" if hint else f"unknown key; known: {', '.join(known)}"
 
 
-def _cross_checks(r: _Reader, top: dict[str, Any], measure: dict[str, Any]) -> None:
-    """Problems that need two valid values: each bound against its partner (defaults fill gaps)."""
-    m = dataclasses.replace(MeasureSettings(), **measure)
-    if "min_iters" in measure or "max_iters" in measure:
-        if m.min_iters > m.max_iters:
-            r.add("measure.min_iters", f"{m.min_iters} is above measure.max_iters ({m.max_iters})")
-    if "min_duration_s" in measure or "max_duration_s" in measure:
-        if m.min_duration_s > m.max_duration_s:
-            r.add("measure.min_duration_s", f"{m.min_duration_s:g} s is above measure.max_duration_s ({m.max_duration_s:g} s)")
-    timeout = top.get("trial_timeout_s", SweepConfig.trial_timeout_s)
-    if ("trial_timeout_s" in top or "min_duration_s" in measure or "warmup_s" in measure) and (
-        m.warmup_s + m.min_duration_s >= timeout
-    ):
-        r.add("trial_timeout_s", f"{timeout:g} s leaves no time to measure: warm-up {m.warmup_s:g} s plus "
-              f"measure.min_duration_s {m.min_duration_s:g} s already reach it")
+def _message(error: Any, loc: tuple[str | int, ...]) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "hwbench":
+        return error["ctx"]["message"]
+    if kind == "extra_forbidden":
+        return _unknown(loc)
+    if kind == "model_type":
+        return f"expected a table ([{Problem(loc, '').where}]), got {_kind(value)} {_show(value)}"
+    if kind == "list_type":
+        return f"expected an array, e.g. [...], got {_kind(value)} {_show(value)}"
+    if kind == "too_short":
+        return "expected a non-empty array (leave the key out for the default)"
+    if kind == "dict_type":
+        return f"expected a table of NAME = positive integer, got {_kind(value)} {_show(value)}"
+    return error["msg"]
+
+
+def _order(doc: Any, loc: tuple[str | int, ...]) -> tuple[int, ...]:
+    """Where a location comes in the document (keys in the order written; unknown places last)."""
+    out = []
+    for part in loc:
+        if isinstance(doc, Mapping) and part in doc:
+            out.append(list(doc).index(part))
+            doc = doc[part]
+        elif isinstance(doc, list) and isinstance(part, int) and part < len(doc):
+            out.append(part)
+            doc = doc[part]
+        else:
+            out.append(1 << 30)
+            doc = None
+    return tuple(out)
+
+
+def problems_of(error: ValidationError, doc: Any) -> list[Problem]:
+    """A pydantic ValidationError of SweepModel as one Problem per error, in the document's order."""
+    out = []
+    for e in error.errors(include_url=False):
+        loc = tuple(e["loc"])
+        if len(loc) == 3 and loc[0] == "dims" and loc[2] == "[key]":  # a dims key's own error names the key
+            loc = loc[:2]
+        at = (e.get("ctx") or {}).get("at")
+        if at:
+            loc = (*loc[:-1], at)
+        out.append(Problem(loc, _message(e, loc)))
+    return sorted(out, key=lambda p: _order(doc, p.loc))
+
+
+def validate(doc: Mapping[str, Any], base_dir: Path | None = None) -> tuple[SweepConfig | None, list[Problem]]:
+    """A sweep document -> (its SweepConfig, []) or (None, every problem)."""
+    try:
+        model = SweepModel.model_validate(doc, context={"base_dir": base_dir})
+    except ValidationError as e:
+        return None, problems_of(e, doc)
+    return model.to_config(), []
+
+
+def config_doc(config: SweepConfig) -> dict[str, Any]:
+    """A SweepConfig as the sweep document that gives it (flags are laid over this and checked again)."""
+    doc = dataclasses.asdict(config)
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in doc.items() if v is not None and v != ()}
+    out["adapter_options"] = {k: dict(v) for k, v in config.adapter_options.items()}
+    return out
 
 
 def parse_sweep(data: Any, source: str = "sweep file", base_dir: Path | None = None) -> SweepConfig:
     """A parsed TOML document -> SweepConfig; SweepFileError (a ConfigError) lists every problem."""
-    r = _Reader(base_dir)
     if not isinstance(data, Mapping):
         raise SweepFileError(source, [f"top level: expected a table, got {_kind(data)}"])
-    fields = _top_fields(r)
-    known = [*fields, "measure", "accuracy"]
-    top: dict[str, Any] = {}
-    measure: dict[str, Any] = {}
-    accuracy: dict[str, Any] = {}
-    for key, raw in data.items():
-        if key == "measure":
-            measure = r.table("measure", raw, MEASURE) or {}
-        elif key == "accuracy":
-            accuracy = r.table("accuracy", raw, ACCURACY) or {}
-        elif key in fields:
-            conv = fields[key](key, raw)
-            if conv is not _MISSING:
-                top[key] = conv
-        else:
-            r.add(_key(key), _unknown_top(str(key), known))
-    _cross_checks(r, top, measure)
-    if r.problems:
-        raise SweepFileError(source, r.problems)
-    return SweepConfig(measure=MeasureSettings(**measure), accuracy=AccuracySettings(**accuracy), **top)
+    config, problems = validate(data, base_dir)
+    if problems:
+        raise SweepFileError(source, [str(p) for p in problems])
+    assert config is not None
+    return config
 
 
 def load_sweep(path: Path) -> SweepConfig:
@@ -367,49 +477,3 @@ def load_sweep(path: Path) -> SweepConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"sweep file {source} is not valid TOML: {e}") from e
     return parse_sweep(doc, source, base_dir=path.resolve().parent)
-
-
-# -- writing ----------------------------------------------------------------------------
-
-
-def _toml_str(s: str) -> str:
-    out = []
-    for c in s:
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif ord(c) < 32 or ord(c) == 127:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to a sweep file")
-
-
-def dump_sweep(config: SweepConfig) -> str:
-    """A sweep file that loads back to `config` (unset optional values are left out)."""
-    lines = ["# hwbench sweep file (written by hwbench)"]
-    for f in dataclasses.fields(SweepConfig):
-        v = getattr(config, f.name)
-        if f.name in ("measure", "accuracy", "dims") or v is None or (f.name == "adapters" and not v):
-            continue
-        lines.append(f"{f.name} = {_toml_value(v)}")
-    if config.dims:
-        lines += ["", "[dims]"] + [f"{_toml_str(k)} = {v}" for k, v in config.dims.items()]
-    for name in ("measure", "accuracy"):
-        lines += ["", f"[{name}]"]
-        section = getattr(config, name)
-        lines += [f"{f.name} = {_toml_value(getattr(section, f.name))}" for f in dataclasses.fields(section)]
-    return "\n".join(lines) + "\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import resource
 import time
 import traceback
@@ -22,7 +21,8 @@ import numpy as np
 from hwbench import __version__
 from hwbench.adapter import registry
 from hwbench.adapter import Adapter, AdapterOptions, Effective
-from hwbench.errors import UnsupportedPoint
+from hwbench.errors import UnsupportedPoint, UsageError
+from hwbench.fsutil import atomic_write
 from hwbench.host.activity import ActivityProbe, ActivityWindow, activity_warnings
 from hwbench.models.spec import ModelSpec
 from hwbench.power.base import EnergyReading, PowerMeter
@@ -105,16 +105,36 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def device_index(device: str) -> int:
-    """The index in an adapter device selector such as 'cuda:1' or 'GPU.1' (0 when none)."""
-    m = re.search(r"[:.](\d+)$", device or "")
-    return int(m.group(1)) if m else 0
-
-
 def _meter(adapter: Adapter, ctx: TrialContext) -> PowerMeter:
+    """The meter of the device this adapter instance runs on (its placement: `--device cuda:1` -> GPU 1)."""
     from hwbench.power.select import meter_for
 
-    return meter_for(adapter.device_kind, device_index(ctx.config.device), tdp_w=ctx.config.tdp_w)
+    placement = adapter.placement
+    return meter_for(placement.kind, placement.meter_index, tdp_w=ctx.config.tdp_w)
+
+
+def _unsupported_device(cls: type[Adapter], selector: str) -> str | None:
+    """What an unsupported record names as its device: the accelerator asked for; None on a CPU."""
+    try:
+        kind = cls.placement_for(selector).kind
+    except UsageError:
+        kind = cls.device_kind
+    return (selector or kind) if kind not in ("cpu", "none") else None
+
+
+def apply_effective(rec: TrialRecord, eff: Effective) -> dict[str, Any]:
+    """The record's identity columns from what the adapter says ran; returns the settings to record.
+
+    The host CPU keeps the record's device (the fingerprint's CPU model); an accelerator names
+    itself, its catalog name and how many of the instance's accelerators it held."""
+    if not isinstance(eff, Effective):
+        raise TypeError(f"effective() returned {type(eff).__name__}, not hwbench.adapter.Effective")
+    rec.precision_effective = eff.precision
+    if eff.device_kind not in ("cpu", "none"):
+        rec.device = eff.device_name
+    rec.accelerator = eff.accelerator
+    rec.accelerators_used = eff.accelerators_used
+    return {**eff.settings, "device_kind": eff.device_kind, "device_index": eff.device_index}
 
 
 def _apply_energy(rec: TrialRecord, e: EnergyReading | None, m: Measurement, ctx: TrialContext) -> None:
@@ -156,7 +176,7 @@ def accuracy_inputs(spec: ModelSpec, batch_size: int, ctx_seed: int, min_items: 
 
 def _check_accuracy(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialRecord, ctx: TrialContext) -> None:
     acc = ctx.config.accuracy
-    if not acc.enabled or trial.is_reference() or not ctx.reference_npz or adapter.device_kind == "none":
+    if not acc.enabled or trial.is_reference() or not ctx.reference_npz or adapter.placement.kind == "none":
         return
     from hwbench.measure.accuracy import compare_outputs
 
@@ -200,7 +220,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
     cfg = ctx.config
     options = AdapterOptions(
         device=cfg.device, threads=cfg.threads, concurrency=cfg.concurrency, cache_dir=ctx.cache_dir,
-        extra={"batch_sizes": list(cfg.batch_sizes)},
+        extra={"batch_sizes": list(cfg.batch_sizes), **cfg.adapter_options.get(trial.adapter, {})},
     )
     adapter: Adapter | None = None
     samples = None
@@ -211,8 +231,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
         if reason:
             rec.status, rec.error = STATUS_UNSUPPORTED, reason
-            if cls.device_kind not in ("cpu", "none"):
-                rec.device = cfg.device or cls.device_kind
+            rec.device = _unsupported_device(cls, cfg.device) or rec.device
             return rec, None
         support = adapter.precision_support(trial.precision)
         rec.precision_native, rec.precision_note = support.native, support.note
@@ -220,8 +239,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
             if not cfg.allow_emulated:
                 rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
                                                    "(sweep file: allow_emulated = true) runs it anyway")
-                if cls.device_kind not in ("cpu", "none"):
-                    rec.device = cfg.device or cls.device_kind
+                rec.device = _unsupported_device(cls, cfg.device) or rec.device
                 return rec, None
             rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
                                 "representative of hardware that runs it natively")
@@ -244,9 +262,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
                 try:
                     m = measure_offline(runner, cfg.measure, meter=meter, activity=probe)
                 finally:
-                    close = getattr(runner, "close", None)
-                    if close:
-                        close()
+                    runner.close()  # part of the ConcurrentRunner protocol
             else:
                 m = measure_single_stream(adapter.run, cfg.measure, meter=meter, activity=probe)
         finally:
@@ -264,17 +280,9 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         rec.concurrency = m.concurrency
         _apply_energy(rec, m.energy, m, ctx)
         host_activity = _apply_activity(rec, m.activity, ctx)
-        eff = adapter.effective()
-        if isinstance(eff, Effective):  # until the contract branch lands: read the typed form as the dict
-            eff = {**eff.settings, "precision_effective": eff.precision, "device_name": eff.device_name,
-                   "accelerator": eff.accelerator, "accelerators_used": eff.accelerators_used}
-        rec.precision_effective = eff.get("precision_effective")
-        if adapter.device_kind not in ("cpu", "none"):
-            rec.device = str(eff.get("device_name") or eff.get("device") or rec.device)
-        rec.accelerator = eff.get("accelerator")
-        rec.accelerators_used = eff.get("accelerators_used")
+        settings = apply_effective(rec, adapter.effective())
         rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
-        rec.settings = settings_json({**eff, "warmup_iters": m.warmup_iters, "capped": m.capped,
+        rec.settings = settings_json({**settings, "warmup_iters": m.warmup_iters, "capped": m.capped,
                                       "stop_checks": m.checks, "stop_check_pause_s": round(m.pause_s, 6),
                                       "loadavg_1m_before": load_before, "host_activity": host_activity})
         timings["summarized"] = time.time()
@@ -313,6 +321,4 @@ def compute_reference(spec: ModelSpec, batch_sizes: list[int], seed: int, out_np
             for j, out in enumerate(adapter.infer(inputs)):
                 arrays[reference_key(b, i, j)] = np.asarray(out, dtype=np.float32)
     adapter.close()
-    tmp = out_npz.with_name(f".{out_npz.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(out_npz)
+    atomic_write(out_npz, lambda fh: np.savez(fh, **arrays))

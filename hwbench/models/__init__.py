@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_torch", "default_cache_dir", "export_onnx", "list_builtin", "resolve"]
+__all__ = ["build_torch", "cache_root", "default_cache_dir", "export_onnx", "list_builtin", "resolve"]
 
 
 def __getattr__(name: str) -> Any:

@@ -55,6 +55,14 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "hwbench"
 
 
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The one cache root: `cache_dir` when given (``~`` expanded), else default_cache_dir().
+
+    Models are built under it and adapters keep derived models and engines under it
+    (hwbench.adapter.kit.cache_root reads an AdapterOptions' cache_dir through this)."""
+    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+
 def _builtin_inputs(entry: ZooEntry, dims: dict[str, int]) -> tuple[InputSpec, ...]:
     def size(d: Any) -> int:
         return onnx_io.BATCH_PLACEHOLDER if d == BATCH else dims[d] if isinstance(d, str) else int(d)
@@ -112,7 +120,7 @@ def resolve(name_or_path: str, cache_dir: Path | None = None, dims: dict[str, in
         raise ModelError("empty model name")
     entry = BY_NAME.get(text.lower())
     if entry is not None:
-        return _resolve_builtin(entry, Path(cache_dir) if cache_dir else default_cache_dir(), checked)
+        return _resolve_builtin(entry, cache_root(cache_dir), checked)
     path = Path(text).expanduser()
     if text.lower().endswith(".onnx") or "/" in text or os.sep in text or path.exists():
         return _resolve_file(path, checked)
@@ -382,4 +390,4 @@ def build_torch(spec: ModelSpec) -> "torch.nn.Module":
     return module.eval()
 
 
-__all__ = ["build_torch", "default_cache_dir", "export_onnx", "list_builtin", "resolve"]
+__all__ = ["build_torch", "cache_root", "default_cache_dir", "export_onnx", "list_builtin", "resolve"]

@@ -2,7 +2,7 @@
 the adapter never measures itself.
 
 A meter's reading says its method and whether it is an estimate; estimates are
-never averaged together with measurements (hwbench.analysis keeps them apart).
+never averaged together with measurements (hwbench.analyse keeps them apart).
 """
 
 from __future__ import annotations
@@ -74,6 +74,19 @@ class PowerMeter(ABC):
     """Measures energy between begin() and end()."""
 
     method: str = "none"
+    # Plugin meters (entry-point group hwbench.meters, see hwbench.power.select) name the device
+    # kinds they are tried for, after the built-ins; built-ins are placed by select.ORDER.
+    device_kinds: tuple[str, ...] = ()
+
+    @classmethod
+    def problem(cls, index: int, tdp_w: float | None) -> str | None:
+        """Why this meter cannot measure device `index` here, or None when it can (must not raise)."""
+        return None
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> "PowerMeter":
+        """A meter for device `index` (called only after problem() said None)."""
+        return cls()
     estimated: bool = False
 
     @property

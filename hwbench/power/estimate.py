@@ -27,7 +27,6 @@ An unknown processor without --tdp-w gives no estimate at all (method 'none').
 from __future__ import annotations
 
 import os
-import platform
 import re
 import time
 from collections.abc import Mapping
@@ -109,15 +108,10 @@ def lookup_tdp(cpu_name: str) -> TdpEntry | None:
 
 
 def cpu_model_name() -> str:
-    """The processor's marketing name: /proc/cpuinfo 'model name' on Linux."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown processor"
+    """The processor's marketing name, read in one place: hwbench.host.fingerprint.cpu_model."""
+    from hwbench.host.fingerprint import cpu_model
+
+    return cpu_model()
 
 
 # -- pure arithmetic ----------------------------------------------------------------------------
@@ -200,6 +194,17 @@ class EstimateTdpMeter(PowerMeter):
 
     method = "estimate-tdp"
     estimated = True
+
+    @classmethod
+    def problem(cls, index: int, tdp_w: float | None) -> str | None:
+        basis = tdp_basis(tdp_w)
+        return basis if isinstance(basis, str) else None
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> PowerMeter:
+        basis = tdp_basis(tdp_w)
+        assert not isinstance(basis, str), basis
+        return cls(basis)
 
     def __init__(self, basis: TdpBasis) -> None:
         self.basis = basis

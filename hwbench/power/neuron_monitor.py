@@ -113,6 +113,14 @@ class NeuronMonitorMeter(PowerMeter):
     method = "neuron"
     estimated = False
 
+    @classmethod
+    def problem(cls, index: int, tdp_w: float | None) -> str | None:
+        return neuron_meter_problem(index)
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> PowerMeter:
+        return cls(index)
+
     def __init__(self, device_index: int = 0, period_s: float = REPORT_PERIOD_S) -> None:
         tool = neuron_tool("neuron-monitor")
         if tool is None:

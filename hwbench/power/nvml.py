@@ -138,6 +138,14 @@ class NvmlCounterMeter(PowerMeter):
     method = "nvml-counter"
     estimated = False
 
+    @classmethod
+    def problem(cls, index: int, tdp_w: float | None) -> str | None:
+        return counter_problem(index)
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> PowerMeter:
+        return cls(index)
+
     def __init__(self, cuda_index: int = 0) -> None:
         self._dev = _NvmlDevice(cuda_index)
         self._e0 = 0
@@ -186,6 +194,14 @@ class NvmlSampledMeter(PowerMeter):
 
     method = "nvml-sampled"
     estimated = False
+
+    @classmethod
+    def problem(cls, index: int, tdp_w: float | None) -> str | None:
+        return sampled_problem(index)
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> PowerMeter:
+        return cls(index)
 
     def __init__(self, cuda_index: int = 0, sample_period_s: float = SAMPLE_PERIOD_S) -> None:
         self._dev = _NvmlDevice(cuda_index)

@@ -143,6 +143,14 @@ class RaplMeter(PowerMeter):
     method = "rapl"
     estimated = False
 
+    @classmethod
+    def problem(cls, index: int, tdp_w: float | None) -> str | None:
+        return rapl_problem()
+
+    @classmethod
+    def open(cls, index: int, tdp_w: float | None) -> PowerMeter:
+        return cls()
+
     def __init__(self, domains: Sequence[RaplDomain] | None = None, guard_s: float = WRAP_GUARD_S) -> None:
         self.domains = list(domains) if domains is not None else discover_domains()
         if not self.domains:

@@ -7,18 +7,35 @@ Order tried for each device kind (the first that works wins):
     other   none (NullMeter)
 Whatever nothing can measure records power_method 'none', and select_meter() says why.
 
+Meters plug in like adapters: BUILTIN names each method's "module:Class", and packages add
+meters through the entry-point group ``hwbench.meters`` (a plugin names the device kinds it
+measures in its class's `device_kinds` and is tried after the built-ins; it cannot shadow one).
+
 Idle power is measured once before a sweep with the same meter; a trial's energy above
 idle is its energy minus idle power x its duration.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hwbench.power.base import EnergyReading, NullMeter, PowerMeter
+
+ENTRY_POINT_GROUP = "hwbench.meters"
+
+# name -> "module:Class", imported lazily, like the adapter registry. Each class answers
+# problem(index, tdp_w) and open(index, tdp_w) (hwbench.power.base.PowerMeter).
+BUILTIN: dict[str, str] = {
+    "nvml-counter": "hwbench.power.nvml:NvmlCounterMeter",
+    "nvml-sampled": "hwbench.power.nvml:NvmlSampledMeter",
+    "rapl": "hwbench.power.rapl:RaplMeter",
+    "estimate-tdp": "hwbench.power.estimate:EstimateTdpMeter",
+    "neuron": "hwbench.power.neuron_monitor:NeuronMonitorMeter",
+}
 
 ORDER: dict[str, tuple[str, ...]] = {
     "cuda": ("nvml-counter", "nvml-sampled"),
@@ -27,48 +44,59 @@ ORDER: dict[str, tuple[str, ...]] = {
 }
 
 
+def _entry_points() -> Any:
+    from importlib.metadata import entry_points
+
+    return entry_points(group=ENTRY_POINT_GROUP)
+
+
+def registry() -> dict[str, str]:
+    """Every meter name -> "module:Class": the built-ins, then entry points of group hwbench.meters.
+    A plugin cannot shadow a built-in (its entry is skipped), so a method name always means one meter."""
+    table = dict(BUILTIN)
+    for ep in _entry_points():
+        table.setdefault(ep.name, ep.value)
+    return table
+
+
+def meter_class(name: str) -> type[PowerMeter]:
+    """Import a registered meter class (ValueError for an unknown name, TypeError for a non-meter)."""
+    target = registry().get(name)
+    if target is None:
+        raise ValueError(f"unknown power method {name!r}")
+    module_name, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, PowerMeter)):
+        raise TypeError(f"{target} is not an hwbench PowerMeter")
+    return cls
+
+
+def order(device_kind: str) -> tuple[str, ...]:
+    """The methods tried for a device kind: the built-in ORDER, then plugins that name the kind."""
+    plugins = []
+    for name in registry():
+        if name in BUILTIN:
+            continue
+        try:
+            if device_kind in meter_class(name).device_kinds:
+                plugins.append(name)
+        except Exception:  # noqa: BLE001 - a broken plugin is not tried; select_meter() never raises
+            continue
+    return (*ORDER.get(device_kind, ()), *plugins)
+
+
 def _candidate(method: str, index: int, tdp_w: float | None) -> tuple[Callable[[], str | None], Callable[[], PowerMeter]]:
-    """(why it cannot run, how to build it) for one method; imports stay lazy."""
-    if method == "nvml-counter":
-        from hwbench.power import nvml
-
-        return (lambda: nvml.counter_problem(index)), (lambda: nvml.NvmlCounterMeter(index))
-    if method == "nvml-sampled":
-        from hwbench.power import nvml
-
-        return (lambda: nvml.sampled_problem(index)), (lambda: nvml.NvmlSampledMeter(index))
-    if method == "rapl":
-        from hwbench.power import rapl
-
-        return rapl.rapl_problem, rapl.RaplMeter
-    if method == "estimate-tdp":
-        from hwbench.power import estimate
-
-        def problem() -> str | None:
-            basis = estimate.tdp_basis(tdp_w)
-            return basis if isinstance(basis, str) else None
-
-        def build() -> PowerMeter:
-            basis = estimate.tdp_basis(tdp_w)
-            assert not isinstance(basis, str)
-            return estimate.EstimateTdpMeter(basis)
-
-        return problem, build
-    if method == "neuron":
-        from hwbench.power import neuron_monitor
-
-        return (lambda: neuron_monitor.neuron_meter_problem(index)), (
-            lambda: neuron_monitor.NeuronMonitorMeter(index)
-        )
-    raise ValueError(f"unknown power method {method!r}")
+    """(why it cannot run, how to build it) for one registered method; imports stay lazy."""
+    cls = meter_class(method)
+    return (lambda: cls.problem(index, tdp_w)), (lambda: cls.open(index, tdp_w))
 
 
 def available_meters(device_kind: str, device_index: int = 0, tdp_w: float | None = None) -> list[tuple[str, str]]:
     """Every method tried for this device kind, in order, with why it is unavailable ("" if it is)."""
     rows = []
-    for method in ORDER.get(device_kind, ()):
-        problem, _ = _candidate(method, device_index, tdp_w)
+    for method in order(device_kind):
         try:
+            problem, _ = _candidate(method, device_index, tdp_w)
             reason = problem() or ""
         except Exception as e:  # noqa: BLE001 - a probe must report, never raise
             reason = f"probe raised {type(e).__name__}: {e}"
@@ -93,16 +121,17 @@ class MeterChoice:
 def select_meter(device_kind: str, device_index: int = 0, tdp_w: float | None = None) -> MeterChoice:
     """The first meter in ORDER that works here; a NullMeter with the reasons when none does."""
     tried: list[tuple[str, str]] = []
-    for method in ORDER.get(device_kind, ()):
-        problem, build = _candidate(method, device_index, tdp_w)
+    methods = order(device_kind)
+    for method in methods:
         try:
+            problem, build = _candidate(method, device_index, tdp_w)
             reason = problem()
             if reason is None:
                 return MeterChoice(meter=build(), method=method, tried=tried)
         except Exception as e:  # noqa: BLE001 - a failing meter falls through to the next one
             reason = f"{type(e).__name__}: {e}"
         tried.append((method, reason))
-    if not ORDER.get(device_kind):
+    if not methods:
         tried.append(("none", f"no power meter is known for device kind {device_kind!r}"))
     return MeterChoice(meter=NullMeter(), method="none", tried=tried)
 

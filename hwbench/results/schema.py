@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from hwbench.jsonsafe import json_safe
+
 SCHEMA_VERSION = 2
 SCHEMA_VERSION_KEY = b"hwbench.schema_version"
 
@@ -169,4 +171,5 @@ def record_from_row(row: dict[str, Any]) -> TrialRecord:
 
 
 def settings_json(settings: dict[str, Any]) -> str:
-    return json.dumps(settings, sort_keys=True, default=str)
+    """The settings column: JSON through the one cleaner (NaN -> null, numpy scalars -> Python)."""
+    return json.dumps(json_safe(settings), sort_keys=True, default=str)

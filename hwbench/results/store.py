@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hwbench.errors import ResultsError, UsageError
+from hwbench.fsutil import atomic_write, atomic_write_text
 from hwbench.results.schema import (
     LATENCY_SCHEMA,
     RECORD_COLUMNS,
@@ -49,34 +50,13 @@ def safe_name(text: str, limit: int = 120) -> str:
     return cleaned[:limit]
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a temporary name, fsync, rename into place, fsync the folder: whole or absent."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    """Whole or absent: hwbench.fsutil's atomic write (kept under this name for this module's callers)."""
+    atomic_write(target, write)
 
 
 def _atomic_write_table(table: pa.Table, target: Path) -> None:
     _atomic_write(target, lambda fh: pq.write_table(table, fh))
-
-
-def atomic_write_text(target: Path, text: str) -> None:
-    _atomic_write(target, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def ensure_writable(folder: Path) -> None:

@@ -50,6 +50,12 @@ LOW_BIT_TOLERANCE = {"min_cosine": 0.5, "max_mean_rel_err": 0.9, "min_top1_agree
 WITHOUT_RUNTIME = ("test_declares_contract", "test_probe_answers")  # checks that run even where probe() says no
 
 
+def _kind(adapter: Adapter) -> str:
+    """The device kind this instance runs on: its placement (the class's device_kind is a default)."""
+    placement = getattr(adapter, "placement", None)
+    return placement.kind if placement is not None else adapter.device_kind
+
+
 class AdapterConformance:
     """Subclass with adapter_cls or adapter_name set; the class attributes below tune the kit."""
 
@@ -140,6 +146,7 @@ class AdapterConformance:
 
     @classmethod
     def new_adapter(cls, cache_dir: Path) -> Adapter:
+        """An adapter with the kit's options (a private cache_dir, then adapter_options on top)."""
         options = harness.merge_options(AdapterOptions(cache_dir=str(cache_dir)), cls.adapter_options)
         return cls.adapter_class()(options)
 
@@ -235,7 +242,7 @@ class AdapterConformance:
 
     def test_precision_support_answers(self, conformance_cache: Path) -> None:
         adapter = self.new_adapter(conformance_cache)
-        assert adapter.device_kind in DEVICE_KINDS, f"device_kind {adapter.device_kind!r} not in {DEVICE_KINDS}"
+        assert _kind(adapter) in DEVICE_KINDS, f"the instance's device kind {_kind(adapter)!r} not in {DEVICE_KINDS}"
         for precision in ALL:
             support = adapter.precision_support(precision)
             assert isinstance(support, PrecisionSupport), f"precision_support({precision}) returned {support!r}"
@@ -271,7 +278,7 @@ class AdapterConformance:
         from hwbench.models.workload import make_inputs
 
         adapter, spec, batch = self.new_adapter(conformance_cache), conformance_model, self.batch_sizes[-1]
-        if adapter.device_kind == "none":
+        if _kind(adapter) == "none":
             pytest.skip(f"{self.trial_name()} runs on device_kind 'none': it computes no outputs")
         reason = adapter.check(spec, precision, batch, "single-stream")
         if reason:
@@ -346,8 +353,8 @@ class AdapterConformance:
     def test_effective_after_prepare(self, prepared: Adapter) -> None:
         eff = prepared.effective()
         assert isinstance(eff, Effective), f"effective() returned {type(eff).__name__}, not hwbench.adapter.Effective"
-        assert eff.device_kind in DEVICE_KINDS and eff.device_kind == prepared.device_kind, \
-            f"effective device_kind {eff.device_kind!r}, adapter's {prepared.device_kind!r}"
+        assert eff.device_kind in DEVICE_KINDS and eff.device_kind == _kind(prepared), \
+            f"effective device_kind {eff.device_kind!r}, the instance's placement {_kind(prepared)!r}"
         assert eff.device_name.strip(), "effective device_name is empty"
         assert eff.precision in type(prepared).precisions, f"effective precision {eff.precision!r} not listed"
         assert eff.device_index is None or eff.device_index >= 0
@@ -380,7 +387,7 @@ class AdapterConformance:
         adapter = self.new_adapter(conformance_cache)
         adapter.prepare(conformance_model, precision, batch, inputs)
         adapter.close()
-        if adapter.device_kind != "none":
+        if _kind(adapter) != "none":
             with pytest.raises(Exception):  # noqa: B017 - any error: the session is gone
                 adapter.run()
         again = self.new_adapter(conformance_cache)

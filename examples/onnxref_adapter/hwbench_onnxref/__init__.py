@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from hwbench.adapter import Adapter, Effective, Probe
+from hwbench.adapter.kit import cpu_effective
 from hwbench.errors import AdapterUnavailable
 from hwbench.models.spec import ModelSpec
 
@@ -50,13 +51,10 @@ class OnnxRefAdapter(Adapter):
     def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(o, dtype=np.float32) for o in self._session.run(None, inputs)]
 
-    def effective(self) -> Effective:
+    def effective(self) -> Effective:  # what ran: the host CPU, no accelerator share
         import onnx
 
-        from hwbench.host.fingerprint import cpu_model
-
-        return Effective(precision=self._precision, device_kind="cpu", device_name=cpu_model(),
-                         settings={"evaluator": "onnx.reference.ReferenceEvaluator", "onnx": onnx.__version__})
+        return cpu_effective(self._precision, {"evaluator": "onnx.reference.ReferenceEvaluator", "onnx": onnx.__version__})
 
     def close(self) -> None:
         self._session = None
