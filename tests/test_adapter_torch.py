@@ -125,8 +125,8 @@ def test_channels_last_option_reaches_the_adapter(tiny_models: dict[str, ModelSp
     spec = tiny_models["resnet-tiny"]
     _, _, on = _run(TorchAdapter(EAGER), spec, "fp32")
     _, _, off = _run(TorchAdapter(AdapterOptions(extra={"compile_mode": "eager", "channels_last": False})), spec, "fp32")
-    assert on["channels_last"] is True and off["channels_last"] is False
-    assert off["mode"] == "eager" and off["compile_mode"] is None
+    assert on.settings["channels_last"] is True and off.settings["channels_last"] is False
+    assert off.settings["mode"] == "eager" and off.settings["compile_mode"] is None
 
 
 def test_sweep_file_adapter_options_reach_the_effective_settings(tiny_models: dict[str, ModelSpec], tmp_path) -> None:
