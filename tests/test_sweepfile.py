@@ -213,9 +213,9 @@ def test_stopping_flags_set_the_measure_keys() -> None:
 @pytest.mark.parametrize(
     ("given", "needle"),
     [
-        ({"max_duration": 0.0}, "--max-duration: expected a duration in seconds above 0"),
-        ({"max_duration": math.inf}, "--max-duration: expected a duration"),
-        ({"max_duration": 1.0}, "--max-duration 1 s is below the minimum duration 2 s (--duration)"),
+        ({"max_duration": 0.0}, "--max-duration-s: expected a duration in seconds above 0"),
+        ({"max_duration": math.inf}, "--max-duration-s: expected a duration"),
+        ({"max_duration": 1.0}, "--max-duration-s 1 is below the minimum duration 2 s (--duration-s)"),
         ({"ci_target": 1.0}, "--ci-target: expected a relative half-width above 0 and below 1"),
         ({"ci_target": -0.01}, "--ci-target: expected a relative half-width"),
         ({"ci_target": math.nan}, "--ci-target: expected a relative half-width"),
