@@ -1,4 +1,7 @@
-"""`hwbench profile`: sweep a model over adapters x precisions x batch sizes x scenarios."""
+"""`hwbench profile`: sweep a model over adapters x precisions x batch sizes x scenarios.
+
+The command parses flags, shows progress and prints; the session itself (config, sweep) is
+hwbench.measure.session."""
 
 from __future__ import annotations
 
@@ -12,9 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hwbench.adapter import registry
-from hwbench.cli.common import console, err_console
+from hwbench.cli.common import console, err_console, print_json
 from hwbench.cli.options import JsonFlag, OutDir, complete_list, epilog, renamed_flags, split_list
-from hwbench.cli.common import print_json
 from hwbench.measure.session import build_config, failed_sweep, requested_config, run_profile  # noqa: F401 (build_config: API)
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS
