@@ -105,3 +105,40 @@ def test_profile_exits_0_when_some_trials_were_measured(tmp_path: Path, add_mode
     proc = _profile(tmp_path, add_model, "1,2", "raise@2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "error" in proc.stdout and "hwbench: error:" not in proc.stderr
+
+
+def test_compare_refuses_an_alpha_outside_0_1(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    base, slow = runs
+    for value in ("nan", "0", "1"):
+        proc = hwbench(tmp_path, "compare", str(base), str(slow), "--alpha", value)
+        assert proc.returncode == 2 and proc.stderr.startswith("hwbench: error: --alpha must be above 0"), proc.stderr
+
+
+def test_profile_killed_by_sigterm_exits_143_and_leaves_a_run_that_loads(tmp_path: Path, add_model: Path) -> None:
+    """No handler: SIGTERM's default action (a shell shows 128 + 15 = 143); the folder is as after a SIGKILL."""
+    import signal
+    import time
+
+    from hwbench.results.store import read_manifest
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HWBENCH_DEBUG", "HWBENCH_FAULT")}
+    env.update(HWBENCH_CACHE=str(tmp_path / "cache"), HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="hang")
+    out = tmp_path / "out"
+    cli = subprocess.Popen([sys.executable, "-m", "hwbench", "profile", str(add_model), "--adapter", "faulty",
+                            "--precision", "fp32", "--batch", "1", "--quick", "--no-accuracy", "--timeout-s", "120",
+                            "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*/manifest.json")) and time.monotonic() < deadline and cli.poll() is None:
+            time.sleep(0.1)
+        assert list(out.glob("*/manifest.json")), "the sweep never started"
+        time.sleep(1.0)  # the hanging worker is running
+        cli.send_signal(signal.SIGTERM)
+        cli.wait(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == -signal.SIGTERM, cli.stderr.read() if cli.stderr else ""
+    run_dir = next(out.iterdir())
+    assert read_manifest(run_dir)["requested"]["batch_sizes"] == [1]
