@@ -113,3 +113,22 @@ def test_cli_copies_of_library_constants_match() -> None:
 
     assert tuple(o.value for o in Objective) == tuple(OBJECTIVES)
     assert MAX_PROCESSES == sweepfile.MAX_PROCESSES
+
+
+def _complete(cwd: Path, words: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "_HWBENCH_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - 1)}
+    code = "import sys; sys.argv[0] = 'hwbench'; from hwbench.cli import main; main()"  # as the console script
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_shell_completion_of_choices_and_list_items(tmp_path: Path) -> None:
+    """Through main(), named `hwbench` as the console script is (click's completion variable follows the name)."""
+    proc = _complete(tmp_path, "hwbench profile --precision fp32,b")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["fp32,bf16"]
+    objective = _complete(tmp_path, "hwbench frontier x --objective e")
+    assert objective.stdout.split() == ["energy"], objective.stderr
+    adapters = _complete(tmp_path, "hwbench profile --adapter null,").stdout.split()
+    assert "null,ort-cpu" in adapters and "null,null" not in adapters

@@ -52,12 +52,27 @@ def _register() -> None:
 _register()
 
 
+COMPLETE_ENV = "_HWBENCH_COMPLETE"  # eval "$(_HWBENCH_COMPLETE=source_bash hwbench)" (zsh, fish: source_zsh, ...)
+
+
+def _enable_completion() -> None:
+    """Typer registers its bash/zsh/fish classes only with add_completion=True, which would add two
+    options to every help page; completion works without them once the classes are registered."""
+    try:
+        from typer._completion_classes import completion_init
+    except ImportError:  # a typer without it: completion is unavailable, the command still runs
+        return
+    completion_init()
+
+
 def main() -> None:
     """Entry point: run the app, mapping known errors to one line and an exit code (README, "Exit codes").
 
     With standalone_mode=False click returns the code of a `typer.Exit` instead of raising it:
     the returned value is the command's exit status and must reach sys.exit.
     """
+    if os.environ.get(COMPLETE_ENV):  # a shell asks for completions: register typer's shell classes, only then
+        _enable_completion()
     try:
         code = app(standalone_mode=False)
     except HwbenchError as e:

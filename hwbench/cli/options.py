@@ -30,11 +30,13 @@ def split_list(values: Iterable[str] | str | None) -> list[str]:
 
 
 def complete_list(choices: Callable[[], Iterable[str]]) -> Callable[[str], list[str]]:
-    """Shell completion for a comma-separated list: completes the item after the last comma."""
+    """Shell completion for a comma-separated list: completes the item after the last comma
+    (items already in the list are not offered again)."""
     def complete(incomplete: str) -> list[str]:
         head, _, last = incomplete.rpartition(",")
+        given = set(head.split(",")) if head else set()
         prefix = f"{head}," if head else ""
-        return [prefix + c for c in choices() if c.startswith(last)]
+        return [prefix + c for c in choices() if c.startswith(last) and c not in given]
     return complete
 
 
