@@ -206,7 +206,7 @@ def test_stopping_flags_set_the_measure_keys() -> None:
     cfg = build_config(SweepConfig(), **_flags(max_duration=30.0, ci_target=0.02))
     assert cfg.measure.max_duration_s == 30.0 and cfg.measure.target_p50_rel_halfwidth == 0.02
     quick = build_config(SweepConfig(), **_flags(quick=True, duration=5.0))
-    assert quick.measure.min_duration_s == 5.0 and quick.measure.max_duration_s == 5.0  # the cap follows --duration
+    assert quick.measure.min_duration_s == 5.0 and quick.measure.max_duration_s == 5.0  # the cap follows --duration-s
     assert quick.measure.target_p50_rel_halfwidth > MeasureSettings().target_p50_rel_halfwidth
 
 

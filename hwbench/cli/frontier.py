@@ -230,7 +230,7 @@ def frontier(
                         "inaccurate": matrix.inaccurate.to_dict(orient="records"), "notes": matrix.notes})
             return
         console.print("[yellow]no valid points to put on a frontier[/]: every record is invalid or failed its "
-                      "accuracy check. Re-measure with a longer --duration on a quieter machine, or see below.")
+                      "accuracy check. Re-measure with a longer --duration-s on a quieter machine, or see below.")
         _left_out(matrix)
         return
     points = mark_frontier(matrix.points, objective)
