@@ -102,7 +102,7 @@ def test_frontier_json_prices_every_point_with_date_and_source(results: Path) ->
 
 def test_frontier_tables_pick_export_and_plot(results: Path, tmp_path: Path) -> None:
     export_path, plot_path = tmp_path / "frontier.json", tmp_path / "frontier.png"
-    out = invoke("frontier", str(results), "--slo-p99-ms", "50", "--rate", "100", "--export", str(export_path),
+    out = invoke("frontier", str(results), "--slo-p99-ms", "50", "--rate-rps", "100", "--export", str(export_path),
                  "--plot", str(plot_path))
     assert out.exit_code == 0, out.output
     text = out.output
@@ -131,9 +131,9 @@ def test_plot_needs_priced_points(tmp_path: Path) -> None:
 
 
 def test_frontier_pick_in_json_and_infeasible_slo(results: Path) -> None:
-    doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "1", "--rate", "10", "--json").output)
+    doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "1", "--rate-rps", "10", "--json").output)
     assert "nothing meets" in doc["picks"]["resnet50"]
-    doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "100", "--rate", "400", "--json").output)
+    doc = json.loads(invoke("frontier", str(results), "--slo-p99-ms", "100", "--rate-rps", "400", "--json").output)
     pick = doc["picks"]["resnet50"]
     assert pick["batching_wait_ms"] == pytest.approx(0.0) and pick["instances"] >= 1
 
@@ -171,10 +171,10 @@ def test_compare_exit_code_on_planted_regression(tmp_path: Path) -> None:
                                for i, b in enumerate((1, 8))]
     base = write_run(tmp_path, "base", recs("base", 1.0), seed=1)
     slow = write_run(tmp_path, "slow", recs("slow", 1.15), samples_scale=1.15, seed=2)
-    out = invoke("compare", str(base), str(slow), "--fail-above", "10")
+    out = invoke("compare", str(base), str(slow), "--fail-above-pct", "10")
     assert out.exit_code == 1, out.output
     assert "FAIL" in out.output and "regression" in out.output
-    assert invoke("compare", str(base), str(slow), "--fail-above", "30").exit_code == 0
+    assert invoke("compare", str(base), str(slow), "--fail-above-pct", "30").exit_code == 0
     doc = json.loads(invoke("compare", str(base), str(slow), "--json").output)
     assert {t["verdict"] for t in doc["trials"]} == {"regression"} and doc["failed"] is False
 

@@ -62,7 +62,7 @@ def _env(cache: Path, fault: str) -> dict[str, str]:
 
 def _profile_args(out: Path, batches: str, timeout_s: float, *extra: str) -> list[str]:
     return [sys.executable, "-m", "hwbench", "profile", "mlp-tiny", "--adapter", "faulty", "--quick",
-            "--precision", "fp32", "--batch", batches, "--no-accuracy", "--timeout", str(timeout_s),
+            "--precision", "fp32", "--batch", batches, "--no-accuracy", "--timeout-s", str(timeout_s),
             "--out", str(out), *extra]
 
 

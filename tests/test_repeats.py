@@ -122,7 +122,7 @@ def _profile(out: Path, cache: Path, adapter: str, processes: str, fault: str = 
     if fault:
         env["HWBENCH_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "hwbench", "profile", "mlp-tiny", "--adapter", adapter, "--quick",
-                           "--precision", "fp32", "--batch", "1", "--no-accuracy", "--timeout", "30",
+                           "--precision", "fp32", "--batch", "1", "--no-accuracy", "--timeout-s", "30",
                            "--processes", processes, "--out", str(out), "--json", *extra],
                           env=env, capture_output=True, text=True, timeout=240)
 
@@ -189,7 +189,7 @@ def test_kill_during_the_second_process_then_resume_redoes_the_trial(tmp_path: P
     env = {k: v for k, v in os.environ.items() if k not in ("HWBENCH_DEBUG", "HWBENCH_FAULT")}
     env.update(HWBENCH_CACHE=str(cache_dir), HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="hang@p2")
     args = [sys.executable, "-m", "hwbench", "profile", "mlp-tiny", "--adapter", "faulty", "--quick", "--precision",
-            "fp32", "--batch", "1", "--no-accuracy", "--timeout", "120", "--processes", "2", "--out", str(out)]
+            "fp32", "--batch", "1", "--no-accuracy", "--timeout-s", "120", "--processes", "2", "--out", str(out)]
     cli = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 90

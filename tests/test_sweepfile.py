@@ -206,16 +206,16 @@ def test_stopping_flags_set_the_measure_keys() -> None:
     cfg = build_config(SweepConfig(), **_flags(max_duration=30.0, ci_target=0.02))
     assert cfg.measure.max_duration_s == 30.0 and cfg.measure.target_p50_rel_halfwidth == 0.02
     quick = build_config(SweepConfig(), **_flags(quick=True, duration=5.0))
-    assert quick.measure.min_duration_s == 5.0 and quick.measure.max_duration_s == 5.0  # the cap follows --duration
+    assert quick.measure.min_duration_s == 5.0 and quick.measure.max_duration_s == 5.0  # the cap follows --duration-s
     assert quick.measure.target_p50_rel_halfwidth > MeasureSettings().target_p50_rel_halfwidth
 
 
 @pytest.mark.parametrize(
     ("given", "needle"),
     [
-        ({"max_duration": 0.0}, "--max-duration: expected a duration in seconds above 0"),
-        ({"max_duration": math.inf}, "--max-duration: expected a duration"),
-        ({"max_duration": 1.0}, "--max-duration 1 s is below the minimum duration 2 s (--duration)"),
+        ({"max_duration": 0.0}, "--max-duration-s: expected a duration in seconds above 0"),
+        ({"max_duration": math.inf}, "--max-duration-s: expected a duration"),
+        ({"max_duration": 1.0}, "--max-duration-s 1 is below the minimum duration 2 s (--duration-s)"),
         ({"ci_target": 1.0}, "--ci-target: expected a relative half-width above 0 and below 1"),
         ({"ci_target": -0.01}, "--ci-target: expected a relative half-width"),
         ({"ci_target": math.nan}, "--ci-target: expected a relative half-width"),

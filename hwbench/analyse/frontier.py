@@ -195,7 +195,7 @@ def pick(points: pd.DataFrame, model: str, slo_p99_ms: float, rate_rps: float) -
         if table.empty:
             if "p99_resolved" in mine and not mine["p99_resolved"].fillna(True).astype(bool).any():
                 raise NoFeasiblePick(f"{model}: no point has a resolved p99 (its interval needs 368 samples; "
-                                     "re-measure with a larger --max-duration)")
+                                     "re-measure with a larger --max-duration-s)")
             raise NoFeasiblePick(f"{model}: no priced point to pick from (unknown instance types?)")
         near = table.sort_values("request_latency_p99_ms").iloc[0]
         raise NoFeasiblePick(

@@ -41,21 +41,40 @@ def _root(
 def _register() -> None:
     from hwbench.cli import compare, devices, frontier, models, prices, profile
 
-    app.command("devices")(devices.devices)
-    app.command("models")(models.models)
-    app.command("profile")(profile.profile)
-    app.command("frontier")(frontier.frontier)
-    app.command("prices")(prices.prices)
-    app.command("compare")(compare.compare)
+    app.command("devices", **devices.COMMAND)(devices.devices)
+    app.command("models", **models.COMMAND)(models.models)
+    app.command("profile", **profile.COMMAND)(profile.profile)
+    app.command("frontier", **frontier.COMMAND)(frontier.frontier)
+    app.command("prices", **prices.COMMAND)(prices.prices)
+    app.command("compare", **compare.COMMAND)(compare.compare)
 
 
 _register()
 
 
-def main() -> None:
-    """Entry point: run the app, mapping known errors to one line and exit code 2."""
+COMPLETE_ENV = "_HWBENCH_COMPLETE"  # eval "$(_HWBENCH_COMPLETE=source_bash hwbench)" (zsh, fish: source_zsh, ...)
+
+
+def _enable_completion() -> None:
+    """Typer registers its bash/zsh/fish classes only with add_completion=True, which would add two
+    options to every help page; completion works without them once the classes are registered."""
     try:
-        app(standalone_mode=False)
+        from typer._completion_classes import completion_init
+    except ImportError:  # a typer without it: completion is unavailable, the command still runs
+        return
+    completion_init()
+
+
+def main() -> None:
+    """Entry point: run the app, mapping known errors to one line and an exit code (README, "Exit codes").
+
+    With standalone_mode=False click returns the code of a `typer.Exit` instead of raising it:
+    the returned value is the command's exit status and must reach sys.exit.
+    """
+    if os.environ.get(COMPLETE_ENV):  # a shell asks for completions: register typer's shell classes, only then
+        _enable_completion()
+    try:
+        code = app(standalone_mode=False)
     except HwbenchError as e:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -81,3 +100,5 @@ def main() -> None:
             raise
         typer.echo(f"hwbench: internal error: {type(e).__name__}: {e} (set {DEBUG_ENV}=1 for the traceback)", err=True)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

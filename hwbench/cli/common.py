@@ -1,11 +1,11 @@
-"""Shared CLI pieces: consoles, the --json option, and JSON output."""
+"""Shared CLI pieces: consoles and JSON output (the shared options: hwbench.cli.options)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ def _width(stream: Any) -> int | None:
 console = Console(width=_width(sys.stdout))
 err_console = Console(stderr=True, width=_width(sys.stderr))
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+from hwbench.cli.options import JsonFlag  # noqa: E402,F401  (defined with the other shared options)
 
 
 _clean = json_safe  # the one JSON cleaner (hwbench.jsonsafe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -10,23 +11,34 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.cli.options import epilog, renamed_flags
 from hwbench.errors import UsageError
+
+RENAMED = {"--fail-above": "--fail-above-pct", "--min-effect": "--min-effect-pct"}
+COMMAND = dict(cls=renamed_flags(RENAMED), epilog=epilog(
+    "hwbench compare results/RUN_A results/RUN_B",
+    "hwbench compare results/base results/candidate --fail-above-pct 5   # exit 1 on a regression above 5%",
+    "hwbench compare results/base results/candidate --min-effect-pct 1 --json"))
 
 
 def compare(
     baseline: Annotated[Path, typer.Argument(help="Baseline run folder, or a folder above runs.")],
     candidate: Annotated[Path, typer.Argument(help="Candidate run folder, or a folder above runs.")],
-    fail_above: Annotated[float | None, typer.Option("--fail-above", help="Exit 1 when a significant p50 regression exceeds this many percent.")] = None,
+    fail_above: Annotated[float | None, typer.Option("--fail-above-pct", help="Exit 1 when a significant p50 regression exceeds this many percent (finite, >= 0).")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level, after Holm's correction over all trials.")] = 0.05,
-    min_effect: Annotated[float, typer.Option("--min-effect", help="Changes smaller than this many percent count as noise.")] = 2.0,
+    min_effect: Annotated[float, typer.Option("--min-effect-pct", help="Changes smaller than this many percent count as noise.")] = 2.0,
     json_out: JsonFlag = False,
 ) -> None:
-    """Compare a candidate against a baseline; exit 1 on a significant regression above --fail-above."""
+    """Compare a candidate against a baseline; exit 1 on a significant regression above --fail-above-pct."""
     from hwbench.analyse.compare import IMPROVEMENT, REGRESSION, compare_runs  # pandas and scipy: only when used
 
     style = {REGRESSION: "bold red", IMPROVEMENT: "bold green"}
-    if fail_above is not None and fail_above < 0:
-        raise UsageError(f"--fail-above must be >= 0 percent, got {fail_above}")
+    if fail_above is not None and not (math.isfinite(fail_above) and fail_above >= 0):
+        raise UsageError(f"--fail-above-pct must be a finite percentage >= 0, got {fail_above:g}")
+    if not (math.isfinite(min_effect) and min_effect >= 0):
+        raise UsageError(f"--min-effect-pct must be a finite percentage >= 0, got {min_effect:g}")
+    if not 0 < alpha < 1:  # False for NaN too
+        raise UsageError(f"--alpha must be above 0 and below 1, got {alpha:g}")
     result = compare_runs([baseline], [candidate], alpha=alpha, min_effect_pct=min_effect)
     failing = result.regressions(fail_above) if fail_above is not None else result.rows.iloc[0:0]
     if json_out:

@@ -6,7 +6,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwbench.adapter import registry
-from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.cli.common import console, print_json
+from hwbench.cli.options import JsonFlag, epilog
+
+COMMAND = dict(epilog=epilog("hwbench devices", "hwbench devices --json", "hwbench profile --help   # then measure on what is listed"))
 
 
 def _meters() -> list[dict[str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -9,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.cli.common import console, print_json
+from hwbench.cli.options import JsonFlag, ModelsOpt, PricesOpt, ResultsArg, epilog, price_files, renamed_flags, split_list
 from hwbench.errors import ResultsError, UsageError
 
 if TYPE_CHECKING:  # pandas and the analysis load only when the command runs, keeping `hwbench --help` quick
@@ -19,6 +22,21 @@ if TYPE_CHECKING:  # pandas and the analysis load only when the command runs, ke
     from hwbench.analyse.matrix import Matrix
 
 FRONTIER_STYLE = "bold green"
+
+
+class Objective(str, Enum):
+    """hwbench.analyse.frontier.OBJECTIVES, as choices for --help and completion (pandas: not imported here)."""
+
+    cost = "cost"
+    throughput = "throughput"
+    energy = "energy"
+
+
+RENAMED = {"--rate": "--rate-rps"}
+COMMAND = dict(cls=renamed_flags(RENAMED), epilog=epilog(
+    "hwbench frontier results/",
+    "hwbench frontier results/ --slo-p99-ms 50 --rate-rps 200 --export frontier.json --plot frontier.png",
+    "hwbench frontier results/ --prices mine.toml --model resnet50,bert-base --objective energy"))
 
 
 def _missing(value: Any) -> bool:
@@ -172,12 +190,12 @@ def _print_picks(picks: dict[str, Any], the_plan: Plan | None, slo_p99_ms: float
 
 
 def frontier(
-    results: Annotated[list[Path], typer.Argument(help="Run folders, or folders above them (all runs below are read).")],
-    prices: Annotated[list[Path] | None, typer.Option("--prices", envvar="HWBENCH_PRICES", help="Price file (TOML) adding to or overriding the built-in catalog; repeatable.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Only this model; repeatable.")] = None,
-    slo_p99_ms: Annotated[float | None, typer.Option("--slo-p99-ms", help="p99 latency target per request (ms); needs --rate.")] = None,
-    rate: Annotated[float | None, typer.Option("--rate", help="Request rate (requests/s) for the SLO pick.")] = None,
-    objective: Annotated[str, typer.Option("--objective", help="Second frontier objective beside p99: cost, throughput or energy.")] = "cost",
+    results: ResultsArg,
+    prices: PricesOpt = None,
+    model: ModelsOpt = None,
+    slo_p99_ms: Annotated[float | None, typer.Option("--slo-p99-ms", help="p99 latency target per request (ms); needs --rate-rps.")] = None,
+    rate: Annotated[float | None, typer.Option("--rate-rps", help="Request rate (requests/s) for the SLO pick.")] = None,
+    objective_choice: Annotated[Objective, typer.Option("--objective", help="Second frontier objective beside p99.")] = Objective.cost,
     spot: Annotated[bool, typer.Option("--spot", help="Use spot prices where the catalog has them.")] = False,
     include_inaccurate: Annotated[bool, typer.Option("--include-inaccurate", help="Keep points that failed the accuracy check.")] = False,
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Merge runs even where one model name has different hashes or shapes.")] = False,
@@ -187,19 +205,24 @@ def frontier(
     json_out: JsonFlag = False,
 ) -> None:
     """Show the performance/cost matrix and Pareto frontier per model, and pick within an SLO."""
+    objective = objective_choice.value
     from hwbench.results import store
     from hwbench.analyse.frontier import FRONTIER_SCHEMA_VERSION, export, mark_frontier
     from hwbench.analyse.matrix import build_matrix
     from hwbench.analyse.prices import ON_DEMAND, SPOT, load_catalog
 
     if (slo_p99_ms is None) != (rate is None):
-        raise UsageError("--slo-p99-ms and --rate go together: the batching wait depends on the request rate")
-    catalog = load_catalog(prices or [])
+        raise UsageError("--slo-p99-ms and --rate-rps go together: the batching wait depends on the request rate")
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise UsageError(f"--rate-rps must be a finite rate above 0 requests/s, got {rate:g}")
+    if slo_p99_ms is not None and not (math.isfinite(slo_p99_ms) and slo_p99_ms > 0):
+        raise UsageError(f"--slo-p99-ms must be a finite latency above 0 ms, got {slo_p99_ms:g}")
+    catalog = load_catalog(price_files(prices))
     records = store.load_records(results)
     if records.empty:
         raise ResultsError(f"no trial records in {', '.join(map(str, results))}")
     price_kind = SPOT if spot else ON_DEMAND
-    matrix = build_matrix(records, catalog, models=model or [], include_inaccurate=include_inaccurate,
+    matrix = build_matrix(records, catalog, models=split_list(model), include_inaccurate=include_inaccurate,
                           allow_mixed=allow_mixed, price_kind=price_kind)
     if matrix.points.empty:  # nothing to rank, but say exactly why: the records are kept and listed
         if json_out:
@@ -207,7 +230,7 @@ def frontier(
                         "inaccurate": matrix.inaccurate.to_dict(orient="records"), "notes": matrix.notes})
             return
         console.print("[yellow]no valid points to put on a frontier[/]: every record is invalid or failed its "
-                      "accuracy check. Re-measure with a longer --duration on a quieter machine, or see below.")
+                      "accuracy check. Re-measure with a longer --duration-s on a quieter machine, or see below.")
         _left_out(matrix)
         return
     points = mark_frontier(matrix.points, objective)

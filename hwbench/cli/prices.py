@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.cli.common import console, print_json
+from hwbench.cli.options import JsonFlag, PricesOpt, epilog, price_files
+
+COMMAND = dict(epilog=epilog("hwbench prices", "hwbench prices --prices mine.toml,quotes.toml",
+                             "HWBENCH_PRICES=mine.toml hwbench prices --json"))
 
 if TYPE_CHECKING:
     from hwbench.analyse.prices import Price
@@ -32,13 +34,13 @@ def _tco_basis(p: Price) -> str:
 
 
 def prices(
-    price_files: Annotated[list[Path] | None, typer.Option("--prices", envvar="HWBENCH_PRICES", help="Price file (TOML) merged over the built-in catalog; repeatable.")] = None,
+    prices_given: PricesOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Show the price catalog in force, with the date and source of every price."""
     from hwbench.analyse.prices import load_catalog  # tomllib and the catalog: only when run
 
-    catalog = load_catalog(price_files or [])
+    catalog = load_catalog(price_files(prices_given))
     if json_out:
         print_json({
             "files": list(catalog.files),

@@ -166,7 +166,7 @@ def summarize(
             reasons.append(f"{cap}: its p50 interval ({width}) is wider than +-{CAPPED_MAX_P50_REL_HALFWIDTH:.0%}")
         else:
             unresolved = ", ".join(out["unresolved_percentiles"]) or "nothing"
-            warnings.append(f"{CAP_WARNING_PREFIX}{cap}: {unresolved} unresolved; --max-duration buys more samples")
+            warnings.append(f"{CAP_WARNING_PREFIX}{cap}: {unresolved} unresolved; --max-duration-s buys more samples")
     elif n < settings.min_samples_for_p99:
         reasons.append(f"only {n} samples (< {settings.min_samples_for_p99}): p99 is about the maximum "
                        f"(its two-sided 95% interval needs {min_samples_for_interval(0.99)} samples)")
