@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from hwbench.results import store
 from hwbench.analyse.frontier import mark_frontier, pick
 from hwbench.analyse.matrix import build_matrix
-from hwbench.analyse.prices import load_catalog
+from hwbench.catalog.prices import load_catalog
 from hwbench.results.schema import RECORD_SCHEMA, SCHEMA_VERSION
 
 HARDWARE = 50

@@ -93,7 +93,7 @@ def test_ort_cuda_on_gpu_3_is_metered_labelled_and_priced_as_one_of_eight(
 ) -> None:
     from hwbench.adapter import registry
     from hwbench.analyse.matrix import build_matrix
-    from hwbench.analyse.prices import load_builtin
+    from hwbench.catalog.prices import load_builtin
     from hwbench.measure.settings import MeasureSettings, SweepConfig
     from hwbench.measure.trial import Trial, TrialContext, run_trial
     from hwbench.power import select
@@ -234,7 +234,7 @@ def test_the_neuron_adapter_reports_one_chip_of_an_inf2_48xlarge(monkeypatch: py
     """NeuronAdapter.effective() after a prepare (its state set as prepare leaves it; no device here)."""
     from device_adapters import neuron
     from hwbench.analyse.matrix import build_matrix
-    from hwbench.analyse.prices import load_builtin
+    from hwbench.catalog.prices import load_builtin
     from hwbench.results.schema import TrialRecord
     from hwbench.measure.trial import apply_effective
 

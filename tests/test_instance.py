@@ -10,7 +10,7 @@ from hwbench.host.cpu import CPU_FAMILIES, identify_cpu
 from hwbench.host.instance import (AUTO, DETECTED_DMI, GIVEN, Dmi, assume_instance_type, detect_instance_type, read_dmi,
                               resolve_instance)
 from hwbench.power import estimate
-from hwbench.analyse.prices import load_builtin, load_catalog
+from hwbench.catalog.prices import load_builtin, load_catalog
 
 # the first /proc/cpuinfo block of the two kinds of machine this project runs on, and a Graviton3
 ZEN3 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "model": "1", "model name": "AMD EPYC"}

@@ -19,7 +19,7 @@ OLD_FLAT = {
     "gpu_info": "host.accelerators", "hostactivity": "host.activity", "hostcpu": "host.cpu",
     "instance": "host.instance", "isa": "host.isa", "matrix": "analyse.matrix", "models": "models.build",
     "modelspec": "models.spec", "onnx_io": "models.onnx_io", "pareto": "analyse.pareto", "plot": "analyse.plot",
-    "prices": "analyse.prices", "profiler": "measure.profiler", "registry": "adapter.registry",
+    "prices": "catalog.prices", "profiler": "measure.profiler", "registry": "adapter.registry",
     "repeats": "measure.repeats", "runner": "measure.runner", "schema": "results.schema",
     "settings": "measure.settings", "stats": "measure.stats", "store": "results.store",
     "sweepfile": "measure.sweepfile", "trial": "measure.trial", "worker": "measure.worker",

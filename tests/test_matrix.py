@@ -10,7 +10,7 @@ import pytest
 
 from hwbench.errors import ResultsError, UsageError
 from hwbench.analyse.matrix import build_matrix, check_merge, cost_usd_per_1m, energy_usd_per_1m
-from hwbench.analyse.prices import load_builtin, load_catalog
+from hwbench.catalog.prices import load_builtin, load_catalog
 from hwbench.results.schema import TrialRecord
 
 _n = iter(range(10**6))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hwbench.errors import ConfigError
-from hwbench.analyse.prices import accelerator_share, load_builtin, load_catalog, tco_usd_per_hour
+from hwbench.catalog.prices import accelerator_share, load_builtin, load_catalog, tco_usd_per_hour
 
 # the AWS on-demand facts the catalog must carry (us-east-1, snapshot 2025-11-30)
 ISSUE_PRICES = {

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hwbench.errors import ResultsError, UsageError
-from hwbench.analyse.prices import ON_DEMAND, SPOT, Electricity, PriceCatalog
+from hwbench.catalog.prices import ON_DEMAND, SPOT, Electricity, PriceCatalog
 
 ESTIMATED_POWER = "estimate-tdp"
 J_PER_KWH = 3.6e6

@@ -209,7 +209,7 @@ def frontier(
     from hwbench.results import store
     from hwbench.analyse.frontier import FRONTIER_SCHEMA_VERSION, export, mark_frontier
     from hwbench.analyse.matrix import build_matrix
-    from hwbench.analyse.prices import ON_DEMAND, SPOT, load_catalog
+    from hwbench.catalog.prices import ON_DEMAND, SPOT, load_catalog
 
     if (slo_p99_ms is None) != (rate is None):
         raise UsageError("--slo-p99-ms and --rate-rps go together: the batching wait depends on the request rate")

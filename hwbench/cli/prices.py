@@ -15,7 +15,7 @@ COMMAND = dict(epilog=epilog("hwbench prices", "hwbench prices --prices mine.tom
                              "HWBENCH_PRICES=mine.toml hwbench prices --json"))
 
 if TYPE_CHECKING:
-    from hwbench.analyse.prices import Price
+    from hwbench.catalog.prices import Price
 
 
 def _hourly(p: Price) -> str:
@@ -38,7 +38,7 @@ def prices(
     json_out: JsonFlag = False,
 ) -> None:
     """Show the price catalog in force, with the date and source of every price."""
-    from hwbench.analyse.prices import load_catalog  # tomllib and the catalog: only when run
+    from hwbench.catalog.prices import load_catalog  # tomllib and the catalog: only when run
 
     catalog = load_catalog(price_files(prices_given))
     if json_out:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwbench.host.cpu import AMAZON_DMI_VENDOR, CpuIdentity
-from hwbench.analyse.prices import ON_DEMAND, PriceCatalog
+from hwbench.catalog.prices import ON_DEMAND, PriceCatalog
 
 AUTO = "auto"
 GIVEN = "given"

@@ -388,7 +388,7 @@ class SweepRunner:
 
         from hwbench.host.fingerprint import cpu_identity
         from hwbench.host.instance import read_dmi, resolve_instance
-        from hwbench.analyse.prices import load_builtin
+        from hwbench.catalog.prices import load_builtin
 
         c = self.config
         vcpus = int(fp.get("cores_logical") or fp.get("cpu_affinity") or 1)  # the machine's vCPUs, as an instance counts them
