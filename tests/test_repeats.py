@@ -155,7 +155,8 @@ def test_a_failing_process_makes_an_error_record_and_keeps_the_rest(tmp_path: Pa
                                                                     fault: str, needle: str) -> None:
     out = tmp_path / "runs"
     proc = _profile(out, cache_dir, "faulty", "3", fault)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 3, proc.stderr[-2000:]  # the sweep's only trial ended in error: exit 3
+    assert "all 1 trial(s) failed" in proc.stderr
     (r,) = json.loads(proc.stdout)["records"]
     assert r["status"] == "error" and r["valid"] is False
     assert "process 2 of 3 failed" in r["error"] and needle in r["error"], r["error"]
