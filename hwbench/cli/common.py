@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from hwbench.jsonsafe import json_safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _width(stream: Any) -> int | None:
@@ -24,8 +26,52 @@ def _width(stream: Any) -> int | None:
         return 160
 
 
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+class _LazyConsole:
+    """A rich Console made on first use: `hwbench --help` never needs rich (about 40 ms to import)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            self._console = Console(stderr=self._stderr, width=_width(stream))
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def __enter__(self) -> Console:  # dunders skip __getattr__: rich's Live and Progress use these
+        return self._get().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._get().__exit__(*exc)
+
+
+def real_console(c: Any) -> Console:
+    """The rich Console behind a lazy one, for libraries that need the object itself (rich Progress)."""
+    return c._get() if isinstance(c, _LazyConsole) else c
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - stands in for rich.table.Table
+    """rich.table.Table, imported when a table is first made (not for --help)."""
+    from rich.table import Table as _Table
+
+    return _Table(*args, **kwargs)
+
+
+def escape(text: str) -> str:
+    """rich.markup.escape, imported on first use."""
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+console: Console = _LazyConsole(stderr=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 from hwbench.cli.options import JsonFlag  # noqa: E402,F401  (defined with the other shared options)
 

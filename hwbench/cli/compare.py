@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from hwbench.cli.common import JsonFlag, console, print_json
+from hwbench.cli.common import console, escape, JsonFlag, print_json, Table
 from hwbench.cli.options import epilog, renamed_flags
 from hwbench.errors import UsageError
 

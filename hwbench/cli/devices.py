@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
-from rich.table import Table
 
-from hwbench.adapter import registry
-from hwbench.cli.common import console, print_json
+from hwbench.cli.common import console, escape, print_json, Table
 from hwbench.cli.options import JsonFlag, epilog
 
 COMMAND = dict(epilog=epilog("hwbench devices", "hwbench devices --json", "hwbench profile --help   # then measure on what is listed"))
@@ -24,6 +21,7 @@ def _meters() -> list[dict[str, str]]:
 
 def devices(json_out: JsonFlag = False) -> None:
     """Show this machine (CPU, ISA features, memory, GPUs, Neuron devices) and which adapters can run here."""
+    from hwbench.adapter import registry  # here, not at import: --help loads no adapter layer
     from hwbench.host.fingerprint import host_fingerprint  # importlib.metadata and subprocess: only when run
 
     fp = host_fingerprint()

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from hwbench.cli.common import console, print_json
+from hwbench.cli.common import console, escape, print_json, Table
 from hwbench.cli.options import JsonFlag, ModelsOpt, PricesOpt, ResultsArg, epilog, price_files, renamed_flags, split_list
 from hwbench.errors import ResultsError, UsageError
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 
-from hwbench.cli.common import console, print_json
+from hwbench.cli.common import console, print_json, Table
 from hwbench.cli.options import JsonFlag, epilog
 
 COMMAND = dict(epilog=epilog("hwbench models", "hwbench models --json", "hwbench profile --help   # then measure on what is listed"))

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
-from rich.table import Table
 
-from hwbench.cli.common import console, print_json
+from hwbench.cli.common import console, escape, print_json, Table
 from hwbench.cli.options import JsonFlag, PricesOpt, epilog, price_files
 
 COMMAND = dict(epilog=epilog("hwbench prices", "hwbench prices --prices mine.toml,quotes.toml",

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from hwbench.adapter import registry
-from hwbench.cli.common import console, err_console, print_json
+from hwbench.cli.common import console, err_console, print_json, real_console, Table
 from hwbench.cli.options import JsonFlag, OutDir, complete_list, epilog, renamed_flags, split_list
 from hwbench.measure.session import build_config, failed_sweep, requested_config, run_profile  # noqa: F401 (build_config: API)
 from hwbench.measure.settings import MeasureSettings, SweepConfig
@@ -149,8 +147,10 @@ def profile(
                  processes=processes)
     cfg = requested_config(flags, config, resume)
     status = err_console if json_out else console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=status, transient=False)
+                        console=real_console(status), transient=False)
     task = None
 
     def on_event(kind: str, data: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ import platform
 import socket
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,8 @@ def cpu_flags_known() -> bool:
 
 
 def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version  # lazy: about 25 ms of start-up
+
     out = {}
     for name in LIBRARIES:
         try:
