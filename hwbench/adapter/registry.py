@@ -8,13 +8,12 @@ in a config file.
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from hwbench.adapter import Adapter, Probe
 from hwbench.errors import UsageError
+from hwbench.plugins import entry_points, load_class  # entry_points: tests patch it here
 
 ENTRY_POINT_GROUP = "hwbench.adapters"
 
@@ -45,14 +44,6 @@ class AdapterInfo:
     source: str  # "builtin" | "entry-point:<dist>" | "test"
 
 
-def entry_points(group: str) -> Any:
-    """importlib.metadata's entry points of `group`, imported on first use (it costs ~25 ms,
-    which `hwbench --help` need not pay)."""
-    from importlib.metadata import entry_points as _entry_points
-
-    return _entry_points(group=group)
-
-
 def _table() -> dict[str, AdapterInfo]:
     table = {n: AdapterInfo(n, t, "builtin") for n, t in BUILTIN.items()}
     if os.environ.get("HWBENCH_TEST_ADAPTERS") == "1":
@@ -80,13 +71,7 @@ def info(name: str) -> AdapterInfo:
 def load(name: str) -> type[Adapter]:
     """Import and return the adapter class. Import errors surface as UsageError-free exceptions
     so that callers can turn them into an 'unavailable' probe (see probe())."""
-    target = info(name).target
-    module_name, _, cls_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, cls_name)
-    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise TypeError(f"{target} is not an hwbench Adapter")
-    return cls
+    return load_class(info(name).target, Adapter, "Adapter")
 
 
 def probe(name: str) -> Probe:

@@ -17,12 +17,12 @@ idle is its energy minus idle power x its duration.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwbench.plugins import entry_points, load_class
 from hwbench.power.base import EnergyReading, NullMeter, PowerMeter
 
 ENTRY_POINT_GROUP = "hwbench.meters"
@@ -45,9 +45,7 @@ ORDER: dict[str, tuple[str, ...]] = {
 
 
 def _entry_points() -> Any:
-    from importlib.metadata import entry_points
-
-    return entry_points(group=ENTRY_POINT_GROUP)
+    return entry_points(ENTRY_POINT_GROUP)
 
 
 def registry() -> dict[str, str]:
@@ -64,11 +62,7 @@ def meter_class(name: str) -> type[PowerMeter]:
     target = registry().get(name)
     if target is None:
         raise ValueError(f"unknown power method {name!r}")
-    module_name, _, cls_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    if not (isinstance(cls, type) and issubclass(cls, PowerMeter)):
-        raise TypeError(f"{target} is not an hwbench PowerMeter")
-    return cls
+    return load_class(target, PowerMeter, "PowerMeter")
 
 
 def order(device_kind: str) -> tuple[str, ...]:
