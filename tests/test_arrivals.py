@@ -5,7 +5,7 @@ import pytest
 
 from hwbench.errors import UsageError
 from hwbench.measure.arrivals import ArrivalProcess
-from hwbench.measure.tokens import TokenTiming
+from hwbench.adapter.tokens import TokenTiming
 
 
 def test_poisson_rate_and_dispersion():
