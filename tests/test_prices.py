@@ -177,14 +177,28 @@ def test_cpu_instances_name_their_cpu_and_the_fields_go_together(tmp_path: Path)
     ('[electricity]\nusd_per_kwh = nan\nas_of = 2026-01-01\nsource = "s"\n', "electricity.usd_per_kwh must be a number, got nan"),
     ('[electricity]\nusd_per_kwh = 0.1\ncolour = 1\n', "electricity: unknown field 'colour'"),
     ('[electricity]\nusd_per_kwh = 0.1\nas_of = 2026-01-01\n', "electricity: needs source"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nreserved_usd_per_hour = 1.2\nreserved_term = "1yr"\n'
+     'as_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: reserved_usd_per_hour (1.2) is above on_demand_usd_per_hour (1): a reservation is a discount"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nreserved_usd_per_hour = 0.6\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: reserved_usd_per_hour and reserved_term go together"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_usd_per_hour = 0.3\nspot_as_of = {future}\n'
+     'spot_source = "spot advisor"\nas_of = 2026-01-01\nsource = "s"\n', "instances.x: spot_as_of {future} is in the future"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_source = "advisor"\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: spot_as_of and spot_source date a spot price: give spot_usd_per_hour"),
+    ('[instances.x]\ncapital_usd = 1\nlifetime_years = 1\npower_w = 1\nusd_per_kwh = 1\npue = 1\n'
+     'reserved_usd_per_hour = 0.5\nreserved_term = "1yr"\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: give either an hourly price or a TCO basis, not both"),
 ])
 def test_contradictions_are_refused(tmp_path: Path, body: str, message: str) -> None:
     import datetime as dt
 
     future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    path = write(tmp_path, body.replace("{future}", future))
     with pytest.raises(ConfigError) as info:
-        load_catalog([write(tmp_path, body.replace("{future}", future))])
+        load_catalog([path])
     assert message.replace("{future}", future) in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{path}: ")  # names the file, and the entry in the message
 
 
 def test_spot_at_or_below_on_demand_and_todays_date_are_accepted(tmp_path: Path) -> None:
@@ -197,3 +211,21 @@ def test_spot_at_or_below_on_demand_and_todays_date_are_accepted(tmp_path: Path)
     catalog = load_catalog([path])
     assert catalog.get("x").spot_usd_per_hour == 1.0 and catalog.get("x").as_of == today
     assert catalog.get("y").accelerator_count == 1  # an accelerator named without a count: one of it
+
+
+def test_pricing_kinds_reserved_spot_and_owned(tmp_path: Path) -> None:
+    from hwbench.catalog.prices import ON_DEMAND, OWNED, PRICE_KINDS, RESERVED, SPOT
+
+    path = write(tmp_path, '[instances.x]\non_demand_usd_per_hour = 1.0\nreserved_usd_per_hour = 0.6\n'
+                           'reserved_term = "1yr standard no upfront"\nspot_usd_per_hour = 0.3\nspot_as_of = 2026-01-05\n'
+                           'spot_source = "given, a spot page, 2026-01-05"\nas_of = 2026-01-01\nsource = "s"\n'
+                           '[instances.box]\ncapital_usd = 8760\nlifetime_years = 1\npower_w = 1000\nusd_per_kwh = 0.1\n'
+                           'pue = 1.5\nas_of = 2026-01-01\nsource = "example"\n')
+    catalog = load_catalog([path])
+    x, box = catalog.get("x"), catalog.get("box")
+    assert PRICE_KINDS == (ON_DEMAND, SPOT, RESERVED, OWNED)
+    assert x.kinds == (ON_DEMAND, SPOT, RESERVED) and box.kinds == (OWNED,)
+    assert [x.usd_per_hour(k) for k in (ON_DEMAND, SPOT, RESERVED)] == [1.0, 0.3, 0.6]
+    assert (x.spot_as_of, x.as_of, x.reserved_term) == ("2026-01-05", "2026-01-01", "1yr standard no upfront")
+    assert box.usd_per_hour(OWNED) == pytest.approx(1.0 + 1.0 * 1.5 * 0.1)  # 8760 $ over 8760 h, plus energy
+    assert catalog.get("g4dn.xlarge").usd_per_hour(RESERVED) is None  # no reserved price: None, never a guess
