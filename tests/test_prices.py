@@ -32,9 +32,45 @@ def test_builtin_catalog_has_the_issue_prices_dated_and_sourced() -> None:
         assert p is not None, name
         assert (p.accelerator, p.accelerator_count, p.on_demand_usd_per_hour) == (accelerator, count, usd)
         assert (p.provider, p.region, p.as_of) == ("aws", "us-east-1", "2025-11-30")
-    for p in catalog.prices.values():  # every entry, CPU ones included, is dated and sourced
-        assert p.as_of and p.source.startswith("AWS EC2 On-Demand pricing")
+    for p in catalog.prices.values():  # every entry, CPU ones included, is dated, sourced and names its CPU
+        assert p.as_of and p.cpu_vendor and p.cpu_family, p.name
+        assert p.source.startswith({"aws": "AWS EC2 On-Demand pricing", "azure": "Azure Retail Prices API"}[p.provider])
+        assert p.tco is None and p.on_demand_usd_per_hour is not None  # list prices only; TCO is a user file's
     assert catalog.get("c7i.large").accelerator_count == 0
+
+
+def test_builtin_catalog_spans_two_clouds_amd_arm_gpus_and_accelerators() -> None:
+    catalog = load_builtin()
+    prices = list(catalog.prices.values())
+    assert {p.provider for p in prices} == {"aws", "azure"}
+    cpu_only = [p for p in prices if p.accelerator_count == 0]
+    assert {p.cpu_vendor for p in cpu_only} >= {"AMD", "AWS", "Intel", "Microsoft", "Ampere"}
+    assert {p.cpu_family for p in cpu_only if p.cpu_vendor == "AWS"} == {"Graviton3", "Graviton4"}
+    assert {p.accelerator for p in prices} >= {"T4", "L4", "A10G", "H100", "Inferentia2", "Trainium", "A100-80GB"}
+    for p in prices:  # an accelerator instance says which and how many
+        assert (p.accelerator is None) == (p.accelerator_count == 0), p.name
+    # facts as the cited snapshots give them
+    assert catalog.get("c8g.large").on_demand_usd_per_hour == 0.07976 and catalog.get("c8g.large").as_of == "2026-01-19"
+    az = catalog.get("Standard_NC24ads_A100_v4")
+    assert (az.provider, az.region, az.as_of, az.on_demand_usd_per_hour, az.accelerator_count) == \
+        ("azure", "eastus", "2026-06-18", 3.673, 1)
+    assert "karpenter-provider-azure" in az.source
+
+
+def test_the_owned_tco_example_cites_or_flags_every_input() -> None:
+    from hwbench.catalog.prices import OWNED
+
+    example = Path(__file__).parent.parent / "hwbench" / "catalog" / "examples" / "owned_tco.toml"
+    catalog = load_catalog([example])
+    box = catalog.get("example-owned-4xL4")
+    # 40000 / (4 x 8760) + 0.688 kW x 1.58 x 0.1102 $/kWh
+    assert box.usd_per_hour(OWNED) == pytest.approx(40000 / 35040 + 0.688 * 1.58 * 0.1102)
+    assert box.kinds == (OWNED,) and "EXAMPLE" in box.source
+    text = example.read_text(encoding="utf-8")
+    for line in ("capital_usd = 40000    EXAMPLE ASSUMPTION", "lifetime_years = 4     EXAMPLE ASSUMPTION",
+                 "eia.gov", "uptimeinstitute.com"):
+        assert line in text
+    assert catalog.electricity.usd_per_kwh == 0.1102
 
 
 def test_tco_matches_hand_computation() -> None:
