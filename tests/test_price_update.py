@@ -117,6 +117,9 @@ def test_cli_writes_a_catalog_the_loader_reads_and_merges(tmp_path: Path) -> Non
     c7g = catalog.get("c7g.large")
     assert c7g.usd_per_hour(RESERVED) == 0.04 and c7g.origin == str(out) and c7g.as_of == "2026-01-19"
     assert "Price List bulk offer file" in c7g.source and RESERVED in c7g.kinds
+    doc = json.loads(runner.invoke(app, ["prices", "update", "--from", "aws", "--region", "us-east-1", "--input",
+                                         str(AWS), "--out", str(tmp_path / "again.toml"), "--json"]).output)
+    assert doc["as_of"] == "2026-01-19" and "c7g.large" in doc["instances"] and doc["skipped"]
     out_az = tmp_path / "azure.toml"
     res = runner.invoke(app, ["prices", "update", "--from", "azure", "--region", "eastus", "--input", str(AZURE),
                               "--out", str(out_az), "--as-of", "2026-11-30"])

@@ -69,6 +69,7 @@ def prices(
     table.add_column("instance", min_width=width, no_wrap=True)
     table.add_column("where")
     table.add_column("accelerators")
+    table.add_column("CPU")
     table.add_column("vCPUs", justify="right")
     table.add_column("on-demand $/h", justify="right", no_wrap=True)
     table.add_column("reserved $/h", justify="right")
@@ -82,11 +83,11 @@ def prices(
         source = p.source if p.origin == "built-in" else f"{p.source} (from {p.origin})"
         reserved = f"reserved {p.reserved_term}" if p.reserved_term else ""
         spot = f"spot: {p.spot_source}" if p.spot_source and p.spot_source != p.source else ""
-        cpu = f"{p.cpu_vendor} {p.cpu_family}" if p.cpu_vendor else ""
-        source += "".join(f"; {x}" for x in (cpu, _tco_basis(p), reserved, spot, p.note or "") if x)
+        source += "".join(f"; {x}" for x in (_tco_basis(p), reserved, spot, p.note or "") if x)
         ref = sources.setdefault(source, len(sources) + 1)
         where = " ".join(x for x in (p.provider, p.region) if x)
-        table.add_row(escape(name), escape(where), escape(accel), str(p.vcpus or "-"), _hourly(p),
+        cpu = f"{p.cpu_vendor} {p.cpu_family}" if p.cpu_vendor else "-"
+        table.add_row(escape(name), escape(where), escape(accel), escape(cpu), str(p.vcpus or "-"), _hourly(p),
                       f"{p.reserved_usd_per_hour:.6g}" if p.reserved_usd_per_hour is not None else "-",
                       escape(_spot(p)), p.as_of, escape(f"[{ref}]"))
     console.print(table)
@@ -120,6 +121,7 @@ def update(
                                                   "Azure armRegionName).")] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Azure: the date the pages were retrieved "
                                                  "(default: the newest page file's date). AWS files carry their own.")] = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Write a dated catalog file from a cloud's public price list (AWS or Azure).
 
@@ -148,5 +150,9 @@ def update(
                 raise UsageError(f"--as-of must be a date like 2026-12-01, got {as_of!r}") from None
         result = azure_retail.read_pages(input_path, region, as_of)
     write_catalog(result, out)
+    if json_out:
+        print_json({"out": str(out), "provider": result.provider, "as_of": result.as_of, "source": result.source,
+                    "instances": sorted(result.entries), "skipped": result.skipped})
+        return
     for line in summary(result, out):
         console.print(escape(line), soft_wrap=True)
