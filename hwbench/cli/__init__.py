@@ -45,7 +45,7 @@ def _register() -> None:
     app.command("models", **models.COMMAND)(models.models)
     app.command("profile", **profile.COMMAND)(profile.profile)
     app.command("frontier", **frontier.COMMAND)(frontier.frontier)
-    app.command("prices", **prices.COMMAND)(prices.prices)
+    app.add_typer(prices.app, name="prices", **prices.COMMAND)  # `prices` and `prices update`
     app.command("compare", **compare.COMMAND)(compare.compare)
 
 
