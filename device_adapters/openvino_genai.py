@@ -252,9 +252,12 @@ class OpenVinoGenAIAdapter(GenerativeAdapter):
         self._prefill = ov.Core().compile_model(str(ir_dir / "openvino_model.xml"), "CPU", props)
         readback = _ov_precision(self._prefill.get_property("INFERENCE_PRECISION_HINT"))
         support = self.precision_support(precision)
+        note = support.note
+        if _HINT[precision] != "f32" and readback != _FROM_OV[_HINT[precision]]:
+            note += f"; the {_HINT[precision]} hint compiled {readback} (this CPU lists no such capability)"
         settings.update({
             "inference_precision_hint": props["INFERENCE_PRECISION_HINT"], "inference_precision_readback": readback,
-            "precision_native": support.native, "precision_note": support.note,
+            "precision_native": support.native, "precision_note": note,
             "prefix_caching": False, "max_num_seqs": scheduler.max_num_seqs,
             "max_num_batched_tokens": scheduler.max_num_batched_tokens,
             "pipeline": "openvino_genai.ContinuousBatchingPipeline, step() loop (LLMPipeline's CPU backend)",

@@ -135,6 +135,23 @@ def test_int8_effective_precision_and_cache_reuse(tiny: tuple[LlmSpec, str], fp3
     again.close()
 
 
+def test_bf16_records_readback_and_isa(tiny: tuple[LlmSpec, str], fp32: OpenVinoGenAIAdapter) -> None:
+    """bf16 is a hint: the effective precision is what the CPU compiled (f32 where it lacks bf16),
+    and native/emulated comes from the host's ISA, whichever host this is."""
+    from hwbench.host.isa import host_support
+
+    spec, cache = tiny
+    adapter = OpenVinoGenAIAdapter(AdapterOptions(cache_dir=cache, threads=1))
+    adapter.prepare(spec, "bf16", 1, PROMPT, OUT)
+    s = adapter.effective().settings
+    assert s["inference_precision_hint"] == "bf16"
+    assert adapter.effective().precision == s["inference_precision_readback"] in ("bf16", "fp32")
+    assert s["precision_native"] == host_support("bf16").native
+    if s["inference_precision_readback"] == "fp32":
+        assert "compiled fp32" in s["precision_note"]
+    adapter.close()
+
+
 def test_int4_group_size_divides_the_widths() -> None:
     assert int4_group_size(576, 1536) == 64  # SmolLM2-135M's shape: 576 is not a multiple of 128
     assert int4_group_size(256, 688) == 16
