@@ -132,14 +132,19 @@ def _pairs(workload: Workload, capacities: dict[tuple[str, str], Capacity], opti
     return out
 
 
-def _unservable(workload: Workload, pairs: list[tuple[int, int]], options: Sequence[Option]) -> None:
+def _unservable(workload: Workload, pairs: list[tuple[int, int]], options: Sequence[Option],
+                capacities: dict[tuple[str, str], Capacity]) -> None:
     served = {k for k, _ in pairs}
     for k, c in enumerate(workload.classes):
-        if k not in served:
-            types = ", ".join(sorted({o.instance_type for o in options})) or "none"
-            spot = "" if c.interruptible else " (spot is only for interruptible classes)"
-            raise UsageError(f"class {c.name!r} ({c.model}) cannot be served: no capacity at its p99 SLO of "
-                             f"{c.slo_p99_ms:g} ms on any pooled option ({types}){spot}")
+        if k in served:
+            continue
+        measured = sorted({o.instance_type for o in options if (c.name, o.instance_type) in capacities})
+        if measured and not c.interruptible:
+            raise UsageError(f"class {c.name!r} ({c.model}) cannot be served: only spot capacity is pooled for "
+                             f"{', '.join(measured)}, and spot is only for interruptible classes")
+        types = ", ".join(sorted({o.instance_type for o in options})) or "none priced"
+        raise UsageError(f"class {c.name!r} ({c.model}) cannot be served: no capacity at its p99 SLO of "
+                         f"{c.slo_p99_ms:g} ms on any pooled option ({types})")
 
 
 def solve(workload: Workload, capacities: Iterable[Capacity], options: Sequence[Option], *,
@@ -155,7 +160,7 @@ def solve(workload: Workload, capacities: Iterable[Capacity], options: Sequence[
         raise UsageError(f"max utilisation must be in (0, 1], got {u:g}")
     options = list(options)
     pairs = _pairs(workload, caps, options)
-    _unservable(workload, pairs, options)
+    _unservable(workload, pairs, options, caps)
     H, classes = workload.hours, workload.classes
     rates = np.array([[workload.rates(h)[c.name] for h in range(H)] for c in classes])  # K x H
     # variable layout: committed N[o] | elastic N[o,h] | x[p,h]
