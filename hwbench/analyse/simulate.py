@@ -138,6 +138,7 @@ def plan_until_simulation_agrees(workload: Workload, table: CapacityTable, catal
                                  **kw: Any) -> tuple[PlanReport, Simulation, list[dict[str, Any]]]:
     """Plan, replay, and lower the planned utilisation by `step` until every simulated class attains its SLO.
 
+    Each step goes below the utilisation the last plan actually runs at, so every step changes the plan.
     Returns the last report, its simulation and the history (utilisation, $/hour, classes failing).
     Stops at `floor` and says so in the simulation's notes rather than pretending the plan holds.
     """
@@ -152,7 +153,11 @@ def plan_until_simulation_agrees(workload: Workload, table: CapacityTable, catal
         history.append({"max_utilisation": round(u, 6), "usd_per_hour": report.plan.usd_per_hour, "failing": failing})
         if not failing:
             return report, sim, history
-        if u - step < floor - 1e-12:
-            sim.notes.append(f"stopped at {u:.0%} planned utilisation (the floor): {', '.join(failing)} still fail their p99")
+        # the next utilisation is below what this plan actually runs at, so the next plan must differ
+        peak = max((v for h in report.plan.hours for v in h.utilisation.values()), default=u)
+        nxt = min(u - step, peak - 1e-6)
+        if nxt < floor - 1e-12:
+            sim.notes.append(f"stopped at {u:.0%} planned utilisation (the floor is {floor:.0%}): "
+                             f"{', '.join(failing)} still fail their p99")
             return report, sim, history
-        u -= step
+        u = nxt
