@@ -110,6 +110,9 @@ def plan_workload(workload: Workload, table: CapacityTable, catalog: PriceCatalo
     options, notes = price_options(workload, catalog, table.given_prices)
     notes = list(table.notes) + notes
     caps = table.capacities
+    measured = {c.instance_type for c in caps}
+    notes += [f"{t}: no capacity for any class (not in the results; give --capacities with a cited source)"
+              for t in workload.pool.instance_types if t not in measured]
     kw = dict(max_utilisation=max_utilisation, slice_factor=slice_factor, mip_rel_gap=mip_rel_gap, time_limit_s=time_limit_s)
     plan = solve(workload, caps, options, **kw)  # type: ignore[arg-type]
     types = [t for t in workload.pool.instance_types if any(o.instance_type == t for o in options)]

@@ -23,8 +23,12 @@ class's SLO; `hwbench plan --simulate` checks the result by replay.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -233,9 +237,10 @@ def solve(workload: Workload, capacities: Iterable[Capacity], options: Sequence[
         cost = cost[:n_count] + [c_ / slice_factor for c_ in cost[n_count:]]
     A = coo_matrix((vals, (rows, cols)), shape=(len(lo), nvar)).tocsr()
     started = time.perf_counter()
-    res = milp(np.asarray(cost), integrality=integrality, bounds=Bounds(np.zeros(nvar), upper),
-               constraints=LinearConstraint(A, np.asarray(lo), np.asarray(hi)),
-               options={"mip_rel_gap": mip_rel_gap, "time_limit": time_limit_s, "disp": False})
+    with _quiet_stdout():
+        res = milp(np.asarray(cost), integrality=integrality, bounds=Bounds(np.zeros(nvar), upper),
+                   constraints=LinearConstraint(A, np.asarray(lo), np.asarray(hi)),
+                   options={"mip_rel_gap": mip_rel_gap, "time_limit": time_limit_s, "disp": False})
     elapsed = time.perf_counter() - started
     if res.x is None:
         if res.status == 2:  # infeasible: caps; name the class that cannot be served within them
@@ -246,6 +251,26 @@ def solve(workload: Workload, capacities: Iterable[Capacity], options: Sequence[
                           status="optimal" if res.status == 0 else str(res.message),
                           mip_gap=float(getattr(res, "mip_gap", 0.0) or 0.0), solve_time_s=elapsed, u=u,
                           slice_factor=slice_factor, price_kwh=price_kwh)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """HiGHS prints some debug lines to file descriptor 1 even with disp off; they would corrupt `--json`."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (pytest capture, CliRunner): nothing to guard
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _infeasible_reason(workload: Workload, caps: dict[tuple[str, str], Capacity], options: list[Option], u: float) -> str:
