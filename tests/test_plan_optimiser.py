@@ -158,3 +158,20 @@ def test_energy_objective_prefers_the_frugal_type_at_equal_price() -> None:
     plan = solve(w, caps, [Option("A", "on-demand", 1.0), Option("B", "on-demand", 1.0)])
     assert plan.hours[0].counts == {"B/on-demand": 1}
     assert plan.energy_usd_per_hour == pytest.approx(50 * 3600 * 1.0 / 3.6e6 * 0.5)
+
+
+def test_hour_by_hour_equals_one_program_over_the_day() -> None:
+    rng = np.random.default_rng(7)
+    classes = {"a": {"model": "m", "hourly_rps": [float(r) for r in rng.uniform(0, 120, 24)], "slo_p99_ms": 100},
+               "b": {"model": "m", "rate_rps": 35.0, "slo_p99_ms": 100}}
+    w = workload(classes, ["A", "B"], pricing=["on-demand", "reserved"])
+    caps = [Capacity(c, t, cap, "given") for c in classes for t, cap in (("A", 100.0), ("B", 45.0))]
+    elastic = [Option("A", "on-demand", 1.0), Option("B", "on-demand", 0.55)]
+    by_hour = solve(w, caps, elastic)
+    joint = solve(w, caps, elastic + [Option("A", "reserved", 1000.0)])  # a committed option forces one program
+    assert by_hour.usd_per_hour == pytest.approx(joint.usd_per_hour, abs=1e-9)
+    assert [h.usd_per_hour for h in by_hour.hours] == pytest.approx([h.usd_per_hour for h in joint.hours], abs=1e-9)
+    # routings with the same cost may differ, so may the per-class shares; each plan's shares add up to its whole cost
+    for plan in (by_hour, joint):
+        spent = sum(plan.class_usd_per_1m[c.name] / 1e6 * sum(c.rates_rps) * 3600 for c in w.classes)
+        assert spent == pytest.approx(plan.usd_per_hour * 24, rel=1e-9)

@@ -58,8 +58,14 @@ def _best(found: dict[tuple[str, str], Capacity], cap: Capacity) -> None:
 def from_records(workload: Workload, records: pd.DataFrame, latencies: pd.DataFrame | None) -> CapacityTable:
     """Capacities from hwbench records (and their raw latencies) for the pooled instance types."""
     notes: list[str] = []
-    ok = records[(records["status"] == "ok") & records["valid"].fillna(False).astype(bool)
-                 & ~records["accuracy_ok"].eq(False).fillna(False).astype(bool)]
+    usable = ((records["status"] == "ok") & records["valid"].fillna(False).astype(bool)
+              & ~records["accuracy_ok"].eq(False).fillna(False).astype(bool))
+    wanted = records["model"].isin({c.model for c in workload.classes})
+    for model, group in records[wanted & ~usable].groupby("model", sort=True):
+        reasons = sorted({r for rs in group["invalid_reasons"] if rs is not None for r in rs} | set(group["error"].dropna()))
+        notes.append(f"{model}: {len(group)} record(s) invalid or failed, left out"
+                     + (f" ({'; '.join(map(str, reasons[:2]))})" if reasons else ""))
+    ok = records[usable]
     no_type = ok["instance_type"].isna() | (ok["instance_type"].astype(str) == "")
     if no_type.any():
         notes.append(f"{int(no_type.sum())} record(s) without an instance type left out (profile with --instance TYPE)")

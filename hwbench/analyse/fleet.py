@@ -114,7 +114,10 @@ def plan_workload(workload: Workload, table: CapacityTable, catalog: PriceCatalo
     notes += [f"{t}: no capacity for any class (not in the results; give --capacities with a cited source)"
               for t in workload.pool.instance_types if t not in measured]
     kw = dict(max_utilisation=max_utilisation, slice_factor=slice_factor, mip_rel_gap=mip_rel_gap, time_limit_s=time_limit_s)
-    plan = solve(workload, caps, options, **kw)  # type: ignore[arg-type]
+    try:
+        plan = solve(workload, caps, options, **kw)  # type: ignore[arg-type]
+    except UsageError as e:  # say why capacities are missing, when the results say it
+        raise UsageError(f"{e}; {notes[0]}" if notes and "cannot be served" in str(e) else str(e)) from None
     types = [t for t in workload.pool.instance_types if any(o.instance_type == t for o in options)]
     best_h: Baseline | None = None
     best_cost = math.inf

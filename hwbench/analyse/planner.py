@@ -24,6 +24,7 @@ class's SLO; `hwbench plan --simulate` checks the result by replay.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -154,15 +155,22 @@ def _unservable(workload: Workload, pairs: list[tuple[int, int]], options: Seque
 def solve(workload: Workload, capacities: Iterable[Capacity], options: Sequence[Option], *,
           max_utilisation: float | None = None, slice_factor: int | None = None, mip_rel_gap: float = 0.0,
           time_limit_s: float = 60.0) -> FleetPlan:
-    """The cheapest fleet and routing for `workload` over `options`; UsageError naming a class that cannot be served."""
+    """The cheapest fleet and routing for `workload` over `options`; UsageError naming a class that cannot be served.
+
+    Without reserved or owned options the hours are independent, and each is solved on its own.
+    """
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_matrix
 
+    capacities = list(capacities)
     caps = {(c.cls, c.instance_type): c for c in capacities}
     u = (1.0 - workload.pool.headroom) if max_utilisation is None else max_utilisation
     if not 0 < u <= 1:
         raise UsageError(f"max utilisation must be in (0, 1], got {u:g}")
     options = list(options)
+    if workload.hours > 1 and not any(o.committed for o in options):
+        return _hour_by_hour(workload, capacities, options, max_utilisation=u, slice_factor=slice_factor,
+                             mip_rel_gap=mip_rel_gap, time_limit_s=time_limit_s)
     pairs = _pairs(workload, caps, options)
     _unservable(workload, pairs, options, caps)
     H, classes = workload.hours, workload.classes
@@ -251,6 +259,34 @@ def solve(workload: Workload, capacities: Iterable[Capacity], options: Sequence[
                           status="optimal" if res.status == 0 else str(res.message),
                           mip_gap=float(getattr(res, "mip_gap", 0.0) or 0.0), solve_time_s=elapsed, u=u,
                           slice_factor=slice_factor, price_kwh=price_kwh)
+
+
+def _hour_by_hour(workload: Workload, capacities: list[Capacity], options: list[Option], **kw: Any) -> FleetPlan:
+    """Independent hours solved one by one (the same optimum as one program over the day, much smaller)."""
+    hours: list[HourPlan] = []
+    class_usd = dict.fromkeys((c.name for c in workload.classes), 0.0)
+    plans = []
+    for h in range(workload.hours):
+        active = tuple(dataclasses.replace(c, rates_rps=(c.rates_rps[h],)) for c in workload.classes if c.rates_rps[h] > 0)
+        if not active:
+            hours.append(HourPlan(hour=h, counts={}, routing={}, usd_per_hour=0.0, utilisation={}))
+            continue
+        p = solve(dataclasses.replace(workload, classes=active), capacities, options, **kw)
+        plans.append(p)
+        hp = p.hours[0]
+        hp.hour = h
+        hours.append(hp)
+        for c in active:
+            class_usd[c.name] += p.class_usd_per_1m[c.name] * c.rates_rps[0] * 3600.0 / 1e6
+    per_1m = {}
+    for c in workload.classes:
+        n = sum(c.rates_rps) * 3600.0
+        per_1m[c.name] = class_usd[c.name] / n * 1e6 if n > 0 else math.nan
+    status = "optimal" if all(p.status == "optimal" for p in plans) else "; ".join(sorted({p.status for p in plans}))
+    return FleetPlan(hours=hours, options=options, usd_per_hour=sum(h.usd_per_hour for h in hours) / workload.hours,
+                     energy_usd_per_hour=sum(p.energy_usd_per_hour for p in plans) / workload.hours, class_usd_per_1m=per_1m,
+                     status=status, mip_gap=max(p.mip_gap for p in plans), solve_time_s=sum(p.solve_time_s for p in plans),
+                     max_utilisation=kw["max_utilisation"], slice_factor=kw["slice_factor"])
 
 
 @contextlib.contextmanager
