@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from hwbench.errors import ConfigError, UsageError
+from hwbench.errors import ConfigError, ResultsError, UsageError
 from hwbench.analyse.demand import Workload
 from hwbench.analyse.planner import Capacity
 
@@ -144,6 +144,27 @@ def from_frontier(workload: Workload, points: pd.DataFrame) -> CapacityTable:
                                   j_per_request=_energy(row)))
     return CapacityTable(capacities=list(found.values()),
                          notes=["capacities from a frontier export ignore queueing: plan with headroom (--headroom)"])
+
+
+def load_capacities(workload: Workload, *, results: Iterable[Path | str] | None = None, frontier: Path | str | None = None,
+                    table: Path | str | None = None) -> CapacityTable:
+    """Capacities from exactly one source: run folders (records and raw latencies), a frontier export, or a table."""
+    given = [x for x in (results, frontier, table) if x]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --results DIR, --frontier F.json or --capacities TABLE")
+    if results:
+        from hwbench.results import store
+
+        paths = list(results)
+        records = store.load_records(paths)
+        if records.empty:
+            raise ResultsError(f"no trial records in {', '.join(map(str, paths))}")
+        return from_records(workload, records, store.load_latencies(paths))
+    if frontier:
+        from hwbench.analyse.frontier import load
+
+        return from_frontier(workload, load(frontier).points)
+    return from_table(workload, table)  # type: ignore[arg-type]
 
 
 _COLUMNS = {"class", "instance_type", "capacity_rps", "source", "as_of", "usd_per_hour", "pricing", "j_per_request",

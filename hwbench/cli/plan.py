@@ -10,7 +10,7 @@ import typer
 
 from hwbench.cli.common import Table, console, escape, print_json
 from hwbench.cli.options import JsonFlag, PricesOpt, epilog, price_files
-from hwbench.errors import ResultsError, UsageError
+from hwbench.errors import UsageError
 
 if TYPE_CHECKING:
     from hwbench.analyse.demand import Workload
@@ -21,26 +21,6 @@ COMMAND = dict(epilog=epilog(
     "hwbench plan examples/workload.toml --results results/",
     "hwbench plan workload.toml --capacities measured-elsewhere.csv --json",
     "hwbench plan workload.toml --results results/ --simulate --headroom-search --export plan.json"))
-
-
-def _capacities(workload: Workload, results: list[Path] | None, frontier_path: Path | None, table: Path | None) -> Any:
-    from hwbench.analyse import capacities
-
-    given = [x for x in (results, frontier_path, table) if x]
-    if len(given) != 1:
-        raise UsageError("give exactly one of --results DIR, --frontier F.json or --capacities TABLE")
-    if results:
-        from hwbench.results import store
-
-        records = store.load_records(results)
-        if records.empty:
-            raise ResultsError(f"no trial records in {', '.join(map(str, results))}")
-        return capacities.from_records(workload, records, store.load_latencies(results))
-    if frontier_path:
-        from hwbench.analyse.frontier import load
-
-        return capacities.from_frontier(workload, load(frontier_path).points)
-    return capacities.from_table(workload, table)  # type: ignore[arg-type]
 
 
 def _money(v: float | None) -> str:
@@ -133,6 +113,7 @@ def plan(
     json_out: JsonFlag = False,
 ) -> None:
     """Find the cheapest mix of instances that serves every request class at its SLO, with its routing table."""
+    from hwbench.analyse.capacities import load_capacities
     from hwbench.analyse.demand import load_workload
     from hwbench.analyse.fleet import plan_workload
     from hwbench.analyse.planexport import export_plan, plan_document
@@ -143,7 +124,7 @@ def plan(
     workload = load_workload(workload_path)
     if headroom is not None:
         workload = dataclasses.replace(workload, pool=dataclasses.replace(workload.pool, headroom=headroom))
-    table = _capacities(workload, results, frontier_path, capacities_path)
+    table = load_capacities(workload, results=results, frontier=frontier_path, table=capacities_path)
     catalog = load_catalog(price_files(prices))
     sim, history = None, []
     if headroom_search:
