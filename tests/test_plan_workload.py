@@ -175,3 +175,18 @@ def test_export_round_trip_and_refusals(tmp_path: Path) -> None:
     bad.write_text(json.dumps(d | {"schema_version": 99}))
     with pytest.raises(ResultsError, match="upgrade"):
         load_plan(bad)
+
+
+def test_pricing_kinds_come_from_the_catalog_or_are_noted_never_guessed(tmp_path: Path) -> None:
+    (tmp_path / "own.toml").write_text('[instances.lab-box]\nprovider = "on-prem"\naccelerator_count = 0\ncapital_usd = 8760\n'
+                                       'lifetime_years = 1\npower_w = 1000\nusd_per_kwh = 0.1\npue = 1.0\nas_of = 2026-11-01\n'
+                                       'source = "test PO"\n')
+    w = parse_workload(doc(instance_types=["lab-box", "c6a.large"], pricing=["on-demand", "owned", "reserved"]))
+    catalog = load_catalog([tmp_path / "own.toml"])
+    options, notes = price_options(w, catalog, {})
+    by_key = {o.key: o for o in options}
+    assert by_key["lab-box/owned"].usd_per_hour == pytest.approx(8760 / 8760 + 1.0 * 0.1)  # capital per hour + kW x $/kWh
+    assert by_key["c6a.large/on-demand"].usd_per_hour == catalog.get("c6a.large").on_demand_usd_per_hour
+    assert "lab-box/on-demand" not in by_key and "lab-box: no on-demand price in the catalog" in notes
+    if getattr(catalog.get("c6a.large"), "reserved_usd_per_hour", None) is None:
+        assert "c6a.large: no reserved price in the catalog" in notes

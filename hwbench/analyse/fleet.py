@@ -80,7 +80,9 @@ def price_options(workload: Workload, catalog: PriceCatalog, given: dict[tuple[s
                 break
             usd = _hourly(price, kind)
             if usd is None:
-                notes.append(f"{t}: no {kind} price in the catalog")
+                needs_power = kind == "owned" and price.tco is not None and price.tco.power_w is None
+                notes.append(f"{t}: its owned (TCO) price needs a power figure; plan does not take it from runs yet, so give "
+                             "power_w in the price file" if needs_power else f"{t}: no {kind} price in the catalog")
                 continue
             options.append(Option(t, kind, float(usd), price.as_of, price.source, price.accelerator_count))
     return options, list(dict.fromkeys(notes))
