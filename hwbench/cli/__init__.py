@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from hwbench.cli import compare, devices, frontier, models, prices, profile
+    from hwbench.cli import compare, devices, frontier, models, plan, prices, profile
 
     app.command("devices", **devices.COMMAND)(devices.devices)
     app.command("models", **models.COMMAND)(models.models)
@@ -47,6 +47,7 @@ def _register() -> None:
     app.command("frontier", **frontier.COMMAND)(frontier.frontier)
     app.add_typer(prices.app, name="prices", **prices.COMMAND)  # `prices` and `prices update`
     app.command("compare", **compare.COMMAND)(compare.compare)
+    app.command("plan", **plan.COMMAND)(plan.plan)
 
 
 _register()
