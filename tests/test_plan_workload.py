@@ -14,7 +14,7 @@ from hwbench.errors import ConfigError, ResultsError, UsageError
 from hwbench.analyse import capacities as capmod
 from hwbench.analyse import queueing
 from hwbench.analyse.demand import load_workload, parse_workload
-from hwbench.analyse.fleet import plan_workload, price_options
+from hwbench.analyse.fleetplan import plan_workload, price_options
 from hwbench.analyse.planexport import export_plan, load_plan, plan_document
 from hwbench.catalog.prices import load_catalog
 from hwbench.results import store

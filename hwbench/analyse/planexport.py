@@ -26,7 +26,7 @@ from hwbench.errors import ResultsError, UsageError
 from hwbench.fsutil import atomic_write_text
 from hwbench.jsonsafe import json_safe
 from hwbench.analyse.demand import Workload
-from hwbench.analyse.fleet import PlanReport
+from hwbench.analyse.fleetplan import PlanReport
 
 PLAN_KIND = "hwbench.plan"
 PLAN_SCHEMA_VERSION = 1

@@ -25,7 +25,7 @@ import numpy as np
 from hwbench.errors import UsageError
 from hwbench.analyse.capacities import CapacityTable
 from hwbench.analyse.demand import Workload
-from hwbench.analyse.fleet import PlanReport, plan_workload
+from hwbench.analyse.fleetplan import PlanReport, plan_workload
 from hwbench.analyse.planner import Capacity, FleetPlan
 from hwbench.analyse.queueing import replay_fifo
 from hwbench.catalog.prices import PriceCatalog

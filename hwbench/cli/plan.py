@@ -14,7 +14,7 @@ from hwbench.errors import UsageError
 
 if TYPE_CHECKING:
     from hwbench.analyse.demand import Workload
-    from hwbench.analyse.fleet import Baseline, PlanReport
+    from hwbench.analyse.fleetplan import Baseline, PlanReport
     from hwbench.analyse.simulate import Simulation
 
 COMMAND = dict(epilog=epilog(
@@ -115,7 +115,7 @@ def plan(
     """Find the cheapest mix of instances that serves every request class at its SLO, with its routing table."""
     from hwbench.analyse.capacities import load_capacities
     from hwbench.analyse.demand import load_workload
-    from hwbench.analyse.fleet import plan_workload
+    from hwbench.analyse.fleetplan import plan_workload
     from hwbench.analyse.planexport import export_plan, plan_document
     from hwbench.catalog.prices import load_catalog
 
