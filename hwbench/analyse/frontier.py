@@ -179,14 +179,14 @@ def _candidates(points: pd.DataFrame) -> pd.DataFrame:
     p99 = pd.to_numeric(points["latency_p99_ms"], errors="coerce").astype(float)
     usable = (thr > 0) & price.notna() & p99.notna()
     if "p99_resolved" in points:  # an open p99 interval cannot promise an SLO
-        usable &= points["p99_resolved"].fillna(True).astype(bool)
+        usable &= points["p99_resolved"].astype(object).fillna(True).astype(bool)
     t = points.loc[usable]
     if "scenario" in t and "rate_curve" in t:
         served = t.apply(lambda r: is_measured(r), axis=1).astype(bool) if len(t) else pd.Series([], dtype=bool)
         if served.any():
             key = ["model", "hardware", "adapter", "precision"]
             covered = t.loc[served, key].astype(str).drop_duplicates().assign(_covered=True)
-            mark = t[key].astype(str).merge(covered, on=key, how="left")["_covered"].fillna(False).to_numpy(dtype=bool)
+            mark = t[key].astype(str).merge(covered, on=key, how="left")["_covered"].eq(True).to_numpy(dtype=bool)
             t = t[served.to_numpy() | ~mark]
     return t.assign(throughput_sps=pd.to_numeric(t["throughput_sps"], errors="coerce").astype(float),
                     price_usd_per_hour=pd.to_numeric(t["price_usd_per_hour"], errors="coerce").astype(float))
@@ -269,7 +269,7 @@ def pick(points: pd.DataFrame, model: str, slo_p99_ms: float, rate_rps: float, *
     best = _cheapest(table)
     if best is None:
         if table.empty:
-            if "p99_resolved" in mine and not mine["p99_resolved"].fillna(True).astype(bool).any():
+            if "p99_resolved" in mine and not mine["p99_resolved"].astype(object).fillna(True).astype(bool).any():
                 raise NoFeasiblePick(f"{model}: no point has a resolved p99 (its interval needs 368 samples; "
                                      "re-measure with a larger --max-duration-s)")
             raise NoFeasiblePick(f"{model}: no priced point to pick from (unknown instance types?)")
@@ -305,17 +305,22 @@ def plan(points: pd.DataFrame, demands: Mapping[str, tuple[float, float]], *,
     return Plan(picks, total, cheapest, float(per_type[cheapest]), float(per_type[cheapest]) - total)
 
 
+def label_capacity(points: pd.DataFrame) -> pd.DataFrame:
+    """Add `capacity_source`: "measured" on server points with a curve; None elsewhere (modelled at pick time)."""
+    if "rate_curve" not in points or "scenario" not in points:
+        return points.assign(capacity_source=None)
+    return points.assign(capacity_source=[MEASURED if c == SERVER and isinstance(v, list) and v else None
+                                          for c, v in zip(points["scenario"], points["rate_curve"])])
+
+
 def export(points: pd.DataFrame, path: Path, *, objective: str = "cost", price_kind: str = "on-demand",
            electricity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the priced points (with `on_frontier`) as the scheduler's JSON; return the document."""
     if "on_frontier" not in points:
         points = mark_frontier(points, objective)
     priced = points[pd.to_numeric(points["price_usd_per_hour"], errors="coerce").notna()]
-    if "rate_curve" in priced:
-        priced = priced.assign(capacity_source=[MEASURED if c == SERVER and isinstance(v, list) and v else None
-                                                for c, v in zip(priced["scenario"], priced["rate_curve"])])
-    rows = priced.reindex(columns=list(POINT_FIELDS)).astype(object)
-    rows = rows.where(pd.notna(rows), None)
+    rows = label_capacity(priced).reindex(columns=list(POINT_FIELDS)).astype(object)
+    rows = rows.where(rows.map(lambda v: isinstance(v, list) or pd.notna(v)), None)
     doc = {
         "kind": FRONTIER_KIND, "schema_version": FRONTIER_SCHEMA_VERSION,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
