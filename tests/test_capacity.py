@@ -11,6 +11,7 @@ from hwbench.errors import UsageError
 from hwbench.analyse.capacity import (
     DEFAULT_MAX_UTILISATION,
     REPLAY_MODEL,
+    _fifo_sojourn,
     _lindley_sojourn,
     _unit_path,
     allen_cunneen_capacity_rps,
@@ -76,11 +77,12 @@ def test_no_capacity_when_the_service_alone_misses_the_slo() -> None:
         modelled_capacity_rps(np.array([0.005, -1.0]), 10.0)
 
 
-def test_vectorised_lindley_equals_the_fifo_replay() -> None:
+def test_the_fast_replays_equal_the_fifo_replay() -> None:
     arrivals, _ = _unit_path(20_000, 3)
     service = np.random.default_rng(4).lognormal(np.log(0.01), 0.5, len(arrivals))
     for rate in (20.0, 80.0, 95.0):
         assert np.allclose(_lindley_sojourn(arrivals / rate, service), replay_fifo(arrivals / rate, service), atol=1e-9)
+        assert np.allclose(_fifo_sojourn(arrivals / rate, service, 3), replay_fifo(arrivals / rate, service, servers=3))
 
 
 def test_more_servers_and_more_variable_service_change_capacity_the_right_way() -> None:

@@ -37,6 +37,7 @@ cheapest fleet for a rate can be a point off the full-utilisation frontier.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -54,7 +55,7 @@ from hwbench.errors import HwbenchError, ResultsError, UsageError
 from hwbench.analyse.capacity import DEFAULT_MAX_UTILISATION
 from hwbench.analyse.pareto import MAX, MIN, pareto_mask_by
 from hwbench.analyse.server import SERVER, SERVER_COLUMNS
-from hwbench.analyse.sizing import MEASURED, SIZING_COLUMNS, is_measured, lower_bound_instances, size_point
+from hwbench.analyse.sizing import MEASURED, SIZING_COLUMNS, fits_with, is_measured, lower_bound_instances, size_point
 
 FRONTIER_SCHEMA_VERSION = 2
 FRONTIER_KIND = "hwbench.frontier"
@@ -192,8 +193,11 @@ def _candidates(points: pd.DataFrame) -> pd.DataFrame:
                     price_usd_per_hour=pd.to_numeric(t["price_usd_per_hour"], errors="coerce").astype(float))
 
 
-def _sized(t: pd.DataFrame, slo_p99_ms: float, rate_rps: float, max_utilisation: float) -> pd.DataFrame:
-    rows = [size_point(r, slo_p99_ms, rate_rps, max_utilisation=max_utilisation) for r in t.to_dict(orient="records")]
+def _sized(t: pd.DataFrame, slo_p99_ms: float, rate_rps: float, max_utilisation: float,
+           rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """t with its SIZING_COLUMNS, fleet and cost; `rows` when the sizing is already done."""
+    if rows is None:
+        rows = [size_point(r, slo_p99_ms, rate_rps, max_utilisation=max_utilisation) for r in t.to_dict(orient="records")]
     cols = pd.DataFrame(rows, index=t.index, columns=list(SIZING_COLUMNS))
     fleet = cols["instances"].astype(float).where(cols["instances"] > 0) * t["price_usd_per_hour"]
     return t.assign(**{c: cols[c] for c in SIZING_COLUMNS}).assign(
@@ -212,24 +216,38 @@ def slo_table(points: pd.DataFrame, slo_p99_ms: float, rate_rps: float, *,
 
 
 def _pruned(t: pd.DataFrame, slo_p99_ms: float, rate_rps: float, max_utilisation: float) -> pd.DataFrame:
-    """The candidates sized in order of their cheapest possible fleet, stopping once none can beat the best found.
+    """The candidates that could be the cheapest, sized; the others are left out.
 
-    A measured point's bound is its exact fleet; a modelled one's is its throughput at the cap."""
-    if t.empty:
-        return _sized(t, slo_p99_ms, rate_rps, max_utilisation)
+    Best first on a lower bound of each fleet's cost: a measured point's bound is 0 (it is
+    sized at once, cheaply), a modelled one's is its throughput at the cap. A popped modelled
+    point is first tried at its bound with one replay (its capacity left unsearched); if that
+    fails its bound rises by one instance and it is sized in full only when popped again. The search stops when the lowest
+    bound left exceeds the cheapest fleet found, so the answer is the full table's."""
     records = t.to_dict(orient="records")
-    bound = np.array([0.0 if is_measured(r) else lower_bound_instances(r, rate_rps, max_utilisation) for r in records])
-    order = np.argsort(bound * t["price_usd_per_hour"].to_numpy(dtype=float), kind="stable")
-    lb = (bound * t["price_usd_per_hour"].to_numpy(dtype=float))[order]
-    best, done = math.inf, []
-    for i, pos in enumerate(order):
-        if lb[i] > best * (1 + 1e-12):
+    price = t["price_usd_per_hour"].to_numpy(dtype=float)
+    heap: list[tuple[float, int, int]] = []  # (bound on the fleet's cost, position, instances to try; 0: size it)
+    for pos, r in enumerate(records):
+        n = 0 if is_measured(r) else lower_bound_instances(r, rate_rps, max_utilisation)
+        heap.append((n * price[pos], pos, n))
+    heapq.heapify(heap)
+    sized: dict[int, dict[str, Any]] = {}
+    best = math.inf
+    while heap:
+        bound, pos, n = heapq.heappop(heap)
+        if bound > best * (1 + 1e-12):
             break
-        one = _sized(t.iloc[[pos]], slo_p99_ms, rate_rps, max_utilisation)
-        done.append(one)
-        if bool(one["meets_slo"].iloc[0]):
-            best = min(best, float(one["fleet_usd_per_hour"].iloc[0]))
-    return pd.concat(done)
+        if n > 0:  # the fewest instances its throughput allows: exact when they suffice
+            one = fits_with(records[pos], slo_p99_ms, rate_rps, n, max_utilisation=max_utilisation)
+            if one is None:
+                heapq.heappush(heap, ((n + 1) * price[pos], pos, 0))
+                continue
+        else:
+            one = size_point(records[pos], slo_p99_ms, rate_rps, max_utilisation=max_utilisation)
+        sized[pos] = one
+        if one["meets_slo"]:
+            best = min(best, one["instances"] * price[pos])
+    order = sorted(sized)
+    return _sized(t.iloc[order], slo_p99_ms, rate_rps, max_utilisation, rows=[sized[p] for p in order])
 
 
 def _cheapest(table: pd.DataFrame) -> pd.Series | None:
@@ -279,6 +297,11 @@ def pick(points: pd.DataFrame, model: str, slo_p99_ms: float, rate_rps: float, *
             f"utilisation; the fastest is {near['hardware']} {near['adapter']} {near['precision']} "
             f"b{int(near['batch_size'])} at {near['request_latency_p99_ms']:.3g} ms unloaded ({near['capacity_source']})"
         )
+    if not best["capacity_rps"] >= 0:  # a candidate sized without its capacity search: search it now
+        full = size_point(best.to_dict(), slo_p99_ms, rate_rps, max_utilisation=max_utilisation)
+        best = best.copy()
+        for k in ("capacity_rps", "capacity_note", "capacity_cross_check_rps"):
+            best[k] = full[k]
     return _to_pick(best, slo_p99_ms, rate_rps, max_utilisation)
 
 

@@ -57,10 +57,6 @@ def attach_service_sketches(points: pd.DataFrame, latencies: pd.DataFrame) -> pd
     return points.assign(service_sketch_ms=pd.Series(found, index=points.index, dtype=object))
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _float(value: Any) -> float:
     try:
         return float(value)
@@ -78,6 +74,40 @@ def lower_bound_instances(row: Mapping[str, Any], rate_rps: float, max_utilisati
     return max(1, math.ceil(rate_rps / (max_utilisation * thr) - 1e-9)) if thr > 0 else 1
 
 
+def _shape(row: Mapping[str, Any]) -> tuple[int, int, np.ndarray, str, float]:
+    batch = max(1, int(_float(row.get("batch_size")) or 1))
+    conc = _float(row.get("concurrency"))
+    servers = int(conc) if math.isfinite(conc) and conc >= 1 else 1
+    service, model = _service_s(row)
+    return batch, servers, service, model, _float(row.get("throughput_sps"))
+
+
+def _fits(batch: int, servers: int, service: np.ndarray, thr: float, slo_p99_ms: float, rate_rps: float, instances: int,
+          max_utilisation: float, seed: int) -> float | None:
+    per = rate_rps / instances
+    if per > max_utilisation * batch * servers / float(service.mean()) or (thr > 0 and per > max_utilisation * thr):
+        return None
+    p99 = (batch - 1) / rate_rps * 1000.0 + modelled_p99_s(service, per / batch, servers=servers, seed=seed) * 1e3
+    return p99 if p99 <= slo_p99_ms else None
+
+
+def fits_with(row: Mapping[str, Any], slo_p99_ms: float, rate_rps: float, instances: int, *,
+              max_utilisation: float = DEFAULT_MAX_UTILISATION, seed: int = 0) -> dict[str, Any] | None:
+    """A modelled point's sizing with exactly `instances`, by one replay and no capacity search; None if they do not suffice.
+
+    The capacity is left unsearched (NaN): the pick searches it for the point it returns."""
+    batch, servers, service, model, thr = _shape(row)
+    p99 = _fits(batch, servers, service, thr, slo_p99_ms, rate_rps, instances, max_utilisation, seed)
+    if p99 is None:
+        return None
+    per = rate_rps / instances
+    rate = batch * servers / float(service.mean())
+    return dict(batching_wait_ms=(batch - 1) / rate_rps * 1000.0, capacity_rps=math.nan,
+                capacity_source=f"{MODELLED}: {model}", capacity_note="capacity not searched (a candidate of a pick)",
+                capacity_cross_check_rps=None, instances=instances, rate_per_instance_rps=per, request_latency_p99_ms=p99,
+                utilisation=per / (min(rate, thr) if thr > 0 else rate), meets_slo=True)
+
+
 def size_point(row: Mapping[str, Any], slo_p99_ms: float, rate_rps: float, *,
                max_utilisation: float = DEFAULT_MAX_UTILISATION, seed: int = 0) -> dict[str, Any]:
     """The SIZING_COLUMNS of one point at a rate and SLO (instances 0 and meets_slo False when none suffice)."""
@@ -85,12 +115,14 @@ def size_point(row: Mapping[str, Any], slo_p99_ms: float, rate_rps: float, *,
 
 
 def _result(capacity: float, source: str, note: str, wait_ms: float, rate_rps: float, slo_p99_ms: float,
-            p99_at: Any, service_rate: float, cross: float | None, unloaded_ms: float) -> dict[str, Any]:
+            p99_at: Any, service_rate: float, cross: float | None, unloaded_ms: float, fewer: Any = None) -> dict[str, Any]:
     if not capacity > 0:
         return dict(batching_wait_ms=wait_ms, capacity_rps=0.0, capacity_source=source, capacity_note=note,
                     capacity_cross_check_rps=cross, instances=0, rate_per_instance_rps=math.nan,
                     request_latency_p99_ms=unloaded_ms, utilisation=math.nan, meets_slo=False)
     instances = max(1, math.ceil(rate_rps / capacity - 1e-9))
+    if fewer is not None and instances > 1 and fewer(instances - 1):  # the search's tolerance: one fewer may do
+        instances -= 1
     per = rate_rps / instances
     p99 = p99_at(per)
     return dict(batching_wait_ms=wait_ms, capacity_rps=capacity, capacity_source=source, capacity_note=note,
@@ -126,16 +158,12 @@ def _service_s(row: Mapping[str, Any]) -> tuple[np.ndarray, str]:
 
 def _size_modelled(row: Mapping[str, Any], slo_p99_ms: float, rate_rps: float, max_utilisation: float,
                    seed: int) -> dict[str, Any]:
-    batch = max(1, int(_float(row.get("batch_size")) or 1))
-    conc = _float(row.get("concurrency"))
-    servers = int(conc) if math.isfinite(conc) and conc >= 1 else 1
-    service, model = _service_s(row)
+    batch, servers, service, model, thr = _shape(row)
     source = f"{MODELLED}: {model}"
     wait_ms = (batch - 1) / rate_rps * 1000.0
     budget_ms = slo_p99_ms - wait_ms
     unloaded_ms = wait_ms + float(np.quantile(service, 0.99)) * 1e3
     service_rate = batch * servers / float(service.mean())
-    thr = _float(row.get("throughput_sps"))
     if budget_ms <= 0:
         return _result(0.0, source, f"the batching wait alone ({wait_ms:.3g} ms) exceeds the SLO", wait_ms, rate_rps,
                        slo_p99_ms, None, service_rate, None, unloaded_ms)
@@ -152,5 +180,8 @@ def _size_modelled(row: Mapping[str, Any], slo_p99_ms: float, rate_rps: float, m
     def p99_at(per: float) -> float:
         return wait_ms + modelled_p99_s(service, per / batch, servers=servers, seed=seed) * 1e3
 
+    def fewer(n: int) -> bool:
+        return _fits(batch, servers, service, thr, slo_p99_ms, rate_rps, n, max_utilisation, seed) is not None
+
     return _result(capacity, source, note, wait_ms, rate_rps, slo_p99_ms, p99_at,
-                   min(service_rate, thr) if thr > 0 else service_rate, cross, unloaded_ms)
+                   min(service_rate, thr) if thr > 0 else service_rate, cross, unloaded_ms, fewer)
