@@ -155,3 +155,13 @@ def test_cli_plot_draws_the_rate_latency_curve(results: Path, tmp_path: Path) ->
     assert out.exit_code == 0, out.output
     server = tmp_path / "f.server.png"
     assert server.read_bytes()[:4] == b"\x89PNG" and server.stat().st_size > 10_000
+
+
+def test_a_full_utilisation_limit_is_refused_with_exit_2(results: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hwbench", "frontier", str(results), "--slo-p99-ms", "50", "--rate-rps",
+                           "100", "--max-utilisation", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "--max-utilisation must be above 0 and below 1" in done.stderr and len(done.stderr.strip().splitlines()) == 1
