@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwbench.cli import app
-from hwbench.analyse import queueing
+from hwbench.analyse import capacity as queueing_model
 from hwbench.analyse.planexport import load_plan
 from test_plan_workload import EXAMPLE, fake_modelled, write_results
 
@@ -19,7 +19,7 @@ runner = CliRunner()
 
 
 def test_plan_example_on_results_with_simulation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queueing, "modelled_capacity_rps", fake_modelled, raising=False)
+    monkeypatch.setattr(queueing_model, "modelled_capacity_rps", fake_modelled)
     root = write_results(tmp_path / "results")
     out = runner.invoke(app, ["plan", str(EXAMPLE), "--results", str(root), "--simulate", "--sim-requests", "4000",
                               "--export", str(tmp_path / "plan.json")])

@@ -12,7 +12,7 @@ import pytest
 
 from hwbench.errors import ConfigError, ResultsError, UsageError
 from hwbench.analyse import capacities as capmod
-from hwbench.analyse import queueing
+from hwbench.analyse import capacity as queueing_model
 from hwbench.analyse.demand import load_workload, parse_workload
 from hwbench.analyse.fleetplan import plan_workload, price_options
 from hwbench.analyse.planexport import export_plan, load_plan, plan_document
@@ -96,7 +96,7 @@ def fake_modelled(service_s: np.ndarray, slo_p99_ms: float, *, servers: int = 1,
 
 
 def test_capacities_from_records_are_modelled_from_raw_latencies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queueing, "modelled_capacity_rps", fake_modelled, raising=False)
+    monkeypatch.setattr(queueing_model, "modelled_capacity_rps", fake_modelled)
     root = write_results(tmp_path / "results")
     w = parse_workload(doc())
     table = capmod.from_records(w, store.load_records([root]), store.load_latencies([root]))
@@ -110,15 +110,17 @@ def test_capacities_from_records_are_modelled_from_raw_latencies(tmp_path: Path,
     assert report.homogeneous.usd_per_hour >= report.plan.usd_per_hour - 1e-9
 
 
-def test_without_the_queueing_model_the_modelled_path_says_what_to_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(queueing, "modelled_capacity_rps", raising=False)
+def test_capacities_from_records_with_the_real_queueing_model(tmp_path: Path) -> None:
     root = write_results(tmp_path / "results")
-    with pytest.raises(UsageError, match="modelled_capacity_rps.*--capacities"):
-        capmod.from_records(parse_workload(doc()), store.load_records([root]), store.load_latencies([root]))
+    table = capmod.from_records(parse_workload(doc()), store.load_records([root]), store.load_latencies([root]))
+    caps = {c.instance_type: c for c in table.capacities}
+    assert caps and all(c.source.startswith("modelled: ") for c in caps.values())
+    for c in caps.values():  # below the utilisation cap of the service rate, and above nothing
+        assert 0 < c.capacity_rps <= 0.9 * c.servers / float(np.mean(c.service_s)) + 1e-9
 
 
 def test_server_records_give_measured_capacities_at_an_slo_no_looser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queueing, "modelled_capacity_rps", fake_modelled, raising=False)
+    monkeypatch.setattr(queueing_model, "modelled_capacity_rps", fake_modelled)
     root = write_results(tmp_path / "results")
     records = store.load_records([root])
     server = records.iloc[[0, 0]].assign(scenario="server", trial_id=["s1", "s2"], slo_p99_ms=[100.0, 500.0],

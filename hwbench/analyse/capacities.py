@@ -4,7 +4,7 @@ Three sources, in the order a results folder is read:
 - **measured**: a server-scenario record (scenario "server", columns slo_p99_ms and
   capacity_at_slo_rps) measured at an SLO no looser than the class's: the load generator found it.
 - **modelled: <note>**: a batch-1 point's raw latencies, resampled as service times through a
-  FIFO queue by `hwbench.analyse.queueing.modelled_capacity_rps` (a model, and labelled so).
+  FIFO queue by `hwbench.analyse.capacity.modelled_capacity_rps` (a model, and labelled so).
   A frontier export has no raw latencies: its batch-1 points give full-utilisation throughput
   where the unloaded p99 meets the SLO, labelled as such; plan with headroom and --simulate.
 - **given: <source>**: a user table (CSV or TOML) of class, instance_type, capacity_rps and
@@ -115,11 +115,8 @@ def from_records(workload: Workload, records: pd.DataFrame, latencies: pd.DataFr
 
 
 def _modelled(service_s: np.ndarray, slo_p99_ms: float, servers: int) -> tuple[float, str]:
-    try:
-        from hwbench.analyse.queueing import modelled_capacity_rps  # the queueing model (its own work item)
-    except ImportError as e:
-        raise UsageError("modelled capacities need hwbench.analyse.queueing.modelled_capacity_rps, absent from this "
-                         "hwbench: give server-scenario records or --capacities TABLE") from e
+    from hwbench.analyse.capacity import modelled_capacity_rps  # the queueing model: replay of the service times
+
     rps, note = modelled_capacity_rps(service_s, slo_p99_ms, servers=servers)
     return float(rps), str(note)
 

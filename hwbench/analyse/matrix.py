@@ -26,6 +26,7 @@ import pandas as pd
 
 from hwbench.errors import ResultsError, UsageError
 from hwbench.catalog.prices import ON_DEMAND, SPOT, Electricity, PriceCatalog
+from hwbench.analyse.server import SERVER, SERVER_COLUMNS, collapse_server_rows
 
 ESTIMATED_POWER = "estimate-tdp"
 J_PER_KWH = 3.6e6
@@ -35,10 +36,10 @@ _KEEP = (
     "batch_size", "scenario", "concurrency", "latency_p50_ms", "latency_p99_ms", "throughput_sps",
     "accuracy_ok", "energy_j_per_inference", "avg_power_w", "power_method", "accelerator",
     "accelerators_used", "instance_type", "host", "instance_type_source", "price_usd_per_hour", "price_note", "started_at",
-    "unresolved_percentiles",
+    "unresolved_percentiles", *SERVER_COLUMNS,
 )
-# schema 2: absent from hand-built frames
-_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note", "unresolved_percentiles")
+# schema 2 and 3: absent from hand-built frames
+_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note", "unresolved_percentiles", *SERVER_COLUMNS)
 GIVEN_SOURCE = "--usd-per-hour (given for the machine at run time)"
 
 
@@ -346,8 +347,16 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
     keep = ok if include_inaccurate else ok & ~wrong
     if include_inaccurate and wrong.any():
         notes.append(f"{int(wrong.sum())} point(s) failed the accuracy check and are included (--include-inaccurate)")
-    rows = _latest_per_point(records, np.flatnonzero(keep), hw_codes)
+    rows, curves = np.flatnonzero(keep), {}
+    if (records["scenario"].to_numpy(dtype=object)[rows] == SERVER).any():  # one point per rate-latency curve
+        config = group_ids(records, [c for c in POINT_KEY if c != "hardware"] + ["run_id"], extra=hw_codes)
+        rows, curves = collapse_server_rows(records, rows, config)
+    rows = _latest_per_point(records, rows, hw_codes)
     points = records.loc[rows, list(_KEEP)].reset_index(drop=True)
+    points["rate_curve"] = pd.Series([curves.get(int(r)) for r in rows], dtype=object)
+    if curves:  # a server point's throughput is the rate it achieved within its SLO
+        achieved = pd.to_numeric(points["achieved_rps"], errors="coerce")
+        points["throughput_sps"] = achieved.where((points["scenario"] == SERVER) & achieved.notna(), points["throughput_sps"])
     points["hardware"] = pd.Categorical.from_codes(hw_codes[rows], categories=hw_labels)
     points, unpriced, prices_used = _apply_prices(points, catalog, price_kind)
     energy = pd.to_numeric(points["energy_j_per_inference"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)

@@ -10,6 +10,9 @@ History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/)
      process_p50_spread (repeats in fresh workers), and how the run is priced
      (instance_type_source, price_usd_per_hour, price_note). Version-1 files are migrated on
      read (MIGRATIONS below): the new columns come back empty, processes as 1.
+  3  (hwbench 0.3.0) the server scenario: one record per offered rate, with the achieved rate,
+     queueing delay and service time apart, the batches formed, drops and time-outs, the
+     issuer's scheduling lag, the p99 bound claimed, and the capacity at an SLO with its bracket.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pyarrow as pa
 
 from hwbench.jsonsafe import json_safe
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_VERSION_KEY = b"hwbench.schema_version"
 
 STATUS_OK = "ok"
@@ -105,6 +108,26 @@ class TrialRecord:
     instance_type_source: str | None = None  # "given", "detected: DMI product name", "assumed: ..."
     price_usd_per_hour: float | None = None  # a price given for this machine (--usd-per-hour)
     price_note: str | None = None  # where that price comes from
+    # --- server scenario (v3) ---
+    offered_rps: float | None = None  # the arrival rate offered (requests/s)
+    achieved_rps: float | None = None  # completions/s actually served
+    burstiness: float | None = None  # gamma shape of the gaps (1 = Poisson)
+    queue_p50_ms: float | None = None  # scheduled arrival -> service start
+    queue_p99_ms: float | None = None
+    service_p50_ms: float | None = None  # service start -> completion
+    service_p99_ms: float | None = None
+    batch_sizes_json: str = ""  # JSON: batch size formed -> count
+    max_batch: int | None = None  # the dynamic batcher's limits
+    max_queue_delay_ms: float | None = None
+    requests_dropped: int = 0
+    requests_timed_out: int = 0
+    sched_lag_p99_ms: float | None = None  # actual minus scheduled issue time
+    p99_bound_claimed: str = ""  # which p99 bound the query count could claim (early stopping)
+    slo_p99_ms: float | None = None  # the SLO the capacity was searched at
+    capacity_at_slo_rps: float | None = None  # highest rate whose measured p99 met the SLO
+    capacity_lo_rps: float | None = None  # its bracket
+    capacity_hi_rps: float | None = None
+    capacity_search: str = ""  # how it was searched (rates tried)
     schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:
@@ -146,6 +169,13 @@ MIGRATIONS: dict[int, dict[str, Any]] = {
         "latency_p50_ci_rel_halfwidth": None, "cpu_steal_pct": None, "other_cpu_pct": None, "warnings": [],
         "processes": 1, "process_p50_spread": None, "instance_type_source": None, "price_usd_per_hour": None,
         "price_note": None,
+    },
+    3: {  # --- server scenario (v3) ---
+        "offered_rps": None, "achieved_rps": None, "burstiness": None, "queue_p50_ms": None, "queue_p99_ms": None,
+        "service_p50_ms": None, "service_p99_ms": None, "batch_sizes_json": "", "max_batch": None,
+        "max_queue_delay_ms": None, "requests_dropped": 0, "requests_timed_out": 0, "sched_lag_p99_ms": None,
+        "p99_bound_claimed": "", "slo_p99_ms": None, "capacity_at_slo_rps": None, "capacity_lo_rps": None,
+        "capacity_hi_rps": None, "capacity_search": "",
     },
 }
 
