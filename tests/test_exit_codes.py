@@ -115,7 +115,7 @@ def test_compare_refuses_an_alpha_outside_0_1(runs: tuple[Path, Path], tmp_path:
 
 
 def test_profile_killed_by_sigterm_exits_143_and_leaves_a_run_that_loads(tmp_path: Path, add_model: Path) -> None:
-    """No handler: SIGTERM's default action (a shell shows 128 + 15 = 143); the folder is as after a SIGKILL."""
+    """SIGTERM stops the sweep as Ctrl-C does: one message with the resume command, exit 143 (128 + 15)."""
     import signal
     import time
 
@@ -139,6 +139,10 @@ def test_profile_killed_by_sigterm_exits_143_and_leaves_a_run_that_loads(tmp_pat
     finally:
         if cli.poll() is None:
             cli.kill()
-    assert cli.returncode == -signal.SIGTERM, cli.stderr.read() if cli.stderr else ""
+    stderr = cli.stderr.read() if cli.stderr else ""
+    assert cli.returncode == 143, stderr
     run_dir = next(out.iterdir())
+    assert "terminated (SIGTERM): completed trials are saved. Resume with:" in stderr, stderr
+    assert f"hwbench profile --resume {run_dir}" in stderr and "Traceback" not in stderr, stderr
+    assert not list(run_dir.rglob("*.tmp*"))
     assert read_manifest(run_dir)["requested"]["batch_sizes"] == [1]

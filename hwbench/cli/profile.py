@@ -6,6 +6,7 @@ hwbench.measure.session."""
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -21,6 +22,7 @@ from hwbench.precision import ALL, SCENARIOS
 
 MAX_PROCESSES = 64  # as hwbench.measure.sweepfile.MAX_PROCESSES (pydantic: not imported for --help)
 EXIT_TRIALS_FAILED = 3  # README, "Exit codes"
+EXIT_SIGTERM = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
 RENAMED = {"--duration": "--duration-s", "--max-duration": "--max-duration-s", "--timeout": "--timeout-s"}
 COMMAND = dict(cls=renamed_flags(RENAMED), epilog=epilog(
     "hwbench profile resnet50 --adapter ort-cpu --batch 1,8 --precision fp32,int8",
@@ -137,7 +139,8 @@ def profile(
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 
     Exit status: 0 done (points unsupported here are recorded, not failures), 2 bad input,
-    3 every trial failed (none measured), 130 interrupted (completed trials kept; --resume).
+    3 every trial failed (none measured), 4 nothing asked for can run here, 130 interrupted
+    (Ctrl-C) and 143 terminated (SIGTERM): completed trials kept, the --resume command printed.
     """
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
@@ -173,10 +176,23 @@ def profile(
 
     from hwbench.results.store import as_dicts
 
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:  # stop as Ctrl-C does: completed trials kept, then exit 143
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = run_profile(cfg, out, resume=resume, retry_errors=retry_errors, on_event=on_event)
+    except KeyboardInterrupt:  # before the sweep started (preparing models): nothing to resume yet
+        if not terminated:
+            raise
+        err_console.print("hwbench: terminated (SIGTERM) before any trial ran", soft_wrap=True, markup=False)
+        sys.exit(EXIT_SIGTERM)
     finally:
         progress.stop()
+        signal.signal(signal.SIGTERM, previous)
     records = as_dicts(result.records)
     if json_out:
         print_json({"run_dir": str(result.run_dir), "interrupted": result.interrupted, "notes": result.notes, "records": records})
@@ -186,9 +202,9 @@ def profile(
         console.print(f"results: {result.run_dir}")
     if result.interrupted:
         # soft_wrap and no markup: the command must survive a narrow terminal and a path with [ or spaces
-        err_console.print("interrupted: completed trials are saved. Resume with:\n"
+        err_console.print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: completed trials are saved. Resume with:\n"
                           f"  hwbench profile --resume {shlex.quote(str(result.run_dir))}", soft_wrap=True, markup=False)
-        sys.exit(130)
+        sys.exit(EXIT_SIGTERM if terminated else 130)
     failed = failed_sweep(records)
     if failed:
         err_console.print(f"hwbench: error: {failed}; results: {result.run_dir}", soft_wrap=True, markup=False)

@@ -346,7 +346,7 @@ class SweepRunner:
         self.instance = self._resolve_instance(fp)
         adapters, missing = self._adapters()
         if not adapters:
-            raise UsageError("no adapter can run here; see `hwbench devices`")
+            raise AdapterUnavailable("no adapter can run here; see `hwbench devices`")
         if all(a in missing for a in adapters):  # nothing asked for can run: say why, exit non-zero
             raise AdapterUnavailable("; ".join(missing[a] for a in adapters))
         specs = self._resolve_models()
