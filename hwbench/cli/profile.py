@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from hwbench.adapter import registry
-from hwbench.cli.common import console, err_console, print_json, real_console, Table
+from hwbench.cli.common import console, err_console, escape, print_json, real_console, Table
 from hwbench.cli.options import JsonFlag, OutDir, complete_list, epilog, renamed_flags, split_list
 from hwbench.measure.session import build_config, failed_sweep, requested_config, run_profile  # noqa: F401 (build_config: API)
 from hwbench.measure.settings import MeasureSettings, SweepConfig
@@ -159,7 +159,8 @@ def profile(
     def on_event(kind: str, data: dict[str, Any]) -> None:
         nonlocal task
         if kind == "model":
-            status.print(f"preparing model [bold]{data['name']}[/] (exported once, then cached)")
+            how = " (exported once, then cached)" if data.get("builtin", True) else ""
+            status.print(f"preparing model [bold]{escape(data['name'])}[/]{how}")
         elif kind == "reference":
             status.print(f"computing the fp32 reference outputs for {data['model']}")
         elif kind == "start":

@@ -81,6 +81,17 @@ def plan(config: SweepConfig, adapters: list[str]) -> list[Trial]:
     ]
 
 
+def refuse_colliding_trials(trials: list[Trial]) -> None:
+    """UsageError when two planned trials share a file-safe id (models 'a b.onnx' and 'a_b.onnx'): one
+    record would overwrite the other. Records keep the original names; the id only names the files."""
+    seen: dict[str, Trial] = {}
+    for t in trials:
+        other = seen.setdefault(t.trial_id, t)
+        if other is not t and other.model != t.model:
+            raise UsageError(f"models {other.model!r} and {t.model!r} map to the same trial id {t.trial_id!r} "
+                             "(names are made file-safe): rename or move one of them")
+
+
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -223,9 +234,13 @@ class SweepRunner:
     def _resolve_models(self) -> dict[str, ModelSpec]:
         from hwbench.models import resolve
 
+        from hwbench.models.build import BY_NAME
+
         specs = {}
         for name in self.config.models:
-            self._emit("model", name=name)
+            builtin = name.strip().lower() in BY_NAME
+            if builtin or Path(name).expanduser().is_file():  # a missing file is reported by resolve, not "prepared"
+                self._emit("model", name=name, builtin=builtin)
             specs[name] = resolve(name, cache_dir=self._cache_dir(), dims=self.config.dims or None)
         return specs
 
@@ -349,6 +364,7 @@ class SweepRunner:
             raise AdapterUnavailable("no adapter can run here; see `hwbench devices`")
         if all(a in missing for a in adapters):  # nothing asked for can run: say why, exit non-zero
             raise AdapterUnavailable("; ".join(missing[a] for a in adapters))
+        refuse_colliding_trials(plan(self.config, adapters))
         specs = self._resolve_models()
         self.writer = RunWriter(self.run_dir)
         idle = self._idle_power([a for a in adapters if a not in missing])

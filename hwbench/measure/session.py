@@ -29,9 +29,12 @@ def parse_dims(items: list[str]) -> dict[str, int]:
         if not sep or not name.strip():
             raise UsageError(f"--dim takes NAME=VALUE, got {item!r}")
         try:
-            out[name.strip()] = int(value)
+            number = int(value)
         except ValueError:
             raise UsageError(f"--dim {name}: {value!r} is not an integer") from None
+        if name.strip() in out:  # a repeated name is a typo or a clash, never "the last one wins"
+            raise UsageError(f"--dim {name.strip()} is given twice ({out[name.strip()]} and {value.strip()}); give it once")
+        out[name.strip()] = number
         if out[name.strip()] <= 0:
             raise UsageError(f"--dim {name}: must be positive")
     return out

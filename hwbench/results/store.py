@@ -12,6 +12,7 @@ folder left by a run killed at any moment loads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -45,9 +46,12 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(text: str, limit: int = 120) -> str:
-    """A file-name-safe form of a user-given name: it can never leave its folder."""
+    """A file-name-safe form of a user-given name: it can never leave its folder. A name longer than
+    `limit` keeps a hash of the whole name, so two long names that share a prefix stay distinct."""
     cleaned = _SAFE.sub("_", text).strip("._") or "x"
-    return cleaned[:limit]
+    if len(cleaned) <= limit:
+        return cleaned
+    return f"{cleaned[:limit - 9]}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:

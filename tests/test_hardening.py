@@ -1,0 +1,85 @@
+"""Issue 16, hardening: every failure exits non-zero, no result is lost or doubled, flags are checked like files.
+
+Each case drives the real entry point (`python -m hwbench` in a subprocess, or hwbench.cli.main()), never the
+typer app: README "Exit codes" and "Bad input" list what these tests hold to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_bad_input import _env, add_model, assert_one_line_error, hwbench  # noqa: F401 (add_model: a fixture)
+
+
+def _profile(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    argv = list(args)
+    for flag, value in (("--adapter", "null"), ("--precision", "fp32"), ("--batch", "1"), ("--out", str(tmp / "out"))):
+        if flag not in argv:
+            argv += [flag, value]
+    return hwbench(tmp, "profile", *argv, "--quick", "--no-accuracy", **env)
+
+
+def _add_model_at(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
+    return path
+
+
+# -- item 2: trial ids -------------------------------------------------------------------------
+
+
+def test_two_models_that_map_to_one_trial_id_are_refused(tmp_path: Path) -> None:
+    a, b = _add_model_at(tmp_path / "a b.onnx"), _add_model_at(tmp_path / "a_b.onnx")
+    proc = _profile(tmp_path, f"{a},{b}")
+    assert_one_line_error(proc, f"models {str(a)!r} and {str(b)!r} map to the same trial id")
+    assert not list(tmp_path.glob("out/*/manifest.json"))
+
+
+def test_long_model_paths_that_share_a_prefix_keep_distinct_trial_ids(tmp_path: Path) -> None:
+    from hwbench.results.store import load_records
+
+    folder = tmp_path / ("d" * 130)
+    folder.mkdir()
+    a, b = _add_model_at(folder / "one.onnx"), _add_model_at(folder / "two.onnx")
+    proc = _profile(tmp_path, f"{a},{b}")
+    assert proc.returncode == 0, proc.stderr
+    df = load_records([tmp_path / "out"])
+    assert sorted(df["model"]) == sorted([str(a), str(b)])  # the original names, both kept
+    assert df["trial_id"].nunique() == 2 and all(len(t) <= 120 for t in df["trial_id"])
+
+
+# -- item 11: smaller ones ---------------------------------------------------------------------
+
+
+def test_a_repeated_dim_is_refused(tmp_path: Path, add_model: Path) -> None:
+    proc = _profile(tmp_path, str(add_model), "--dim", "sequence=8", "--dim", "sequence=16")
+    assert_one_line_error(proc, "--dim sequence is given twice (8 and 16)")
+
+
+def test_a_missing_model_file_is_not_announced_as_prepared(tmp_path: Path) -> None:
+    proc = _profile(tmp_path, str(tmp_path / "nope.onnx"))
+    assert_one_line_error(proc, "model file not found")
+    assert "preparing model" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["profile", "--no-such-flag"], "no such option: --no-such-flag"),
+    (["profile", "--threads", "many"], "invalid value for '--threads'"),
+    (["compare"], "missing argument 'baseline'"),
+    (["no-such-command"], "no such command 'no-such-command'"),
+])
+def test_parser_errors_are_one_line(argv: list[str], needle: str, tmp_path: Path) -> None:
+    proc = hwbench(tmp_path, *argv)
+    assert_one_line_error(proc, needle)
+    assert "Usage:" not in proc.stderr and "--help" in proc.stderr
