@@ -83,3 +83,41 @@ def test_parser_errors_are_one_line(argv: list[str], needle: str, tmp_path: Path
     proc = hwbench(tmp_path, *argv)
     assert_one_line_error(proc, needle)
     assert "Usage:" not in proc.stderr and "--help" in proc.stderr
+
+
+# -- item 3: one writer per run folder ---------------------------------------------------------
+
+
+def test_two_resumes_at_once_the_second_is_refused_naming_the_first(tmp_path: Path, add_model: Path) -> None:
+    import time
+
+    import pyarrow.parquet as pq
+
+    from hwbench.results.lock import LOCK_FILE
+
+    first = _profile(tmp_path, str(add_model), "--adapter", "faulty", "--batch", "1,2", "--timeout-s", "4",
+                     HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="raise")
+    assert first.returncode == 3, first.stderr
+    run = next((tmp_path / "out").iterdir())
+    resume = [sys.executable, "-m", "hwbench", "profile", "--resume", str(run), "--retry-errors"]
+    a = subprocess.Popen(resume, cwd=tmp_path, env=_env(tmp_path, HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="hang@1"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while a.poll() is None and time.monotonic() < deadline:
+            lock = run / LOCK_FILE
+            if lock.exists() and lock.read_text().strip() == str(a.pid):
+                break
+            time.sleep(0.05)
+        b = subprocess.run(resume, cwd=tmp_path, env=_env(tmp_path, HWBENCH_TEST_ADAPTERS="1"), capture_output=True,
+                           text=True, timeout=60)
+        assert a.poll() is None, "the first resume ended before the second started"
+        assert_one_line_error(b, f"{run} is in use by hwbench process {a.pid}")
+        a.wait(timeout=90)
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert a.returncode == 0, a.stderr.read() if a.stderr else ""  # b2 measured, b1 timed out (hang@1)
+    lats = pq.read_table(run / "latencies.parquet").to_pandas()
+    assert not lats.duplicated(["trial_id", "iteration"]).any()
+    assert lats["trial_id"].nunique() == 1  # only the measured b2 has samples, from one attempt

@@ -39,6 +39,7 @@ from hwbench.models.spec import ModelSpec
 from hwbench.results.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED
 from hwbench.measure.settings import SweepConfig
 from hwbench.results.schema import TrialRecord
+from hwbench.results.lock import RunLock
 from hwbench.results.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
 from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record
 from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
@@ -357,6 +358,17 @@ class SweepRunner:
 
     # -- the sweep ----------------------------------------------------------------
     def run(self) -> SweepResult:
+        """The whole sweep, holding the run folder's lock (hwbench.results.lock) from before the first
+        trial is chosen to after the last write: a second `--resume` of the folder is refused."""
+        self._lock = RunLock(self.run_dir)
+        if self.run_dir.is_dir():  # a resumed run: refuse at once, before any model is prepared
+            self._lock.acquire()
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> SweepResult:
         fp = host_fingerprint()
         self.instance = self._resolve_instance(fp)
         adapters, missing = self._adapters()
@@ -367,6 +379,7 @@ class SweepRunner:
         refuse_colliding_trials(plan(self.config, adapters))
         specs = self._resolve_models()
         self.writer = RunWriter(self.run_dir)
+        self._lock.acquire()
         idle = self._idle_power([a for a in adapters if a not in missing])
         self.writer.write_manifest(self._manifest(adapters, specs, idle, fp))
         import psutil
