@@ -121,3 +121,45 @@ def test_two_resumes_at_once_the_second_is_refused_naming_the_first(tmp_path: Pa
     lats = pq.read_table(run / "latencies.parquet").to_pandas()
     assert not lats.duplicated(["trial_id", "iteration"]).any()
     assert lats["trial_id"].nunique() == 1  # only the measured b2 has samples, from one attempt
+
+
+# -- item 7: a full disk -----------------------------------------------------------------------
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, tmp: Path, *argv: str) -> int:
+    """hwbench.cli.main() in this process (so a test can plant a fault in the parent); its exit code."""
+    from hwbench.cli import main
+
+    for key in ("HWBENCH_DEBUG", "HWBENCH_FAULT", "HWBENCH_TEST_ADAPTERS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HWBENCH_CACHE", str(tmp / "cache"))
+    monkeypatch.setattr(sys, "argv", ["hwbench", *argv])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return int(info.value.code or 0)
+
+
+def test_a_full_disk_is_one_line_with_the_path_and_the_resume_hint(tmp_path: Path, add_model: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from hwbench.results import store
+
+    real_write = store.pq.write_table
+
+    def full(table: object, where: object, **kw: object) -> None:
+        where.write(b"PAR1 half a file")  # type: ignore[attr-defined]  # the disk fills mid-write
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.pq, "write_table", full)  # this process only: the worker saves its trial
+    code = _main(monkeypatch, tmp_path, "profile", str(add_model), "--adapter", "null", "--precision", "fp32",
+                 "--batch", "1", "--quick", "--no-accuracy", "--out", str(tmp_path / "out"))
+    err = capsys.readouterr().err.strip().splitlines()
+    run = next((tmp_path / "out").iterdir())
+    assert code == 1, err
+    assert len([line for line in err if line.startswith("hwbench:")]) == 1 and err[-1].startswith("hwbench: error: cannot write "), err
+    assert f"cannot write {run / 'latencies.parquet'}: No space left on device" in err[-1] and f"hwbench profile --resume {run} --retry-errors" in err[-1], err
+    assert not list(run.rglob("*.tmp*"))  # the half-written file is gone
+    monkeypatch.setattr(store.pq, "write_table", real_write)
+    assert store.load_run_records(run)["status"].tolist() == ["ok"]  # the trial is saved, in its fragment

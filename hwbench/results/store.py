@@ -186,8 +186,10 @@ def _stage(table: pa.Table, target: Path) -> Path:
             pq.write_table(table, fh)
             fh.flush()
             os.fsync(fh.fileno())
-    except BaseException:
+    except BaseException as e:
         staged.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(target)  # a failed write() names no file: the message names the one being written
         raise
     return staged
 
