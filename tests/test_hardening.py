@@ -163,3 +163,44 @@ def test_a_full_disk_is_one_line_with_the_path_and_the_resume_hint(tmp_path: Pat
     assert not list(run.rglob("*.tmp*"))  # the half-written file is gone
     monkeypatch.setattr(store.pq, "write_table", real_write)
     assert store.load_run_records(run)["status"].tolist() == ["ok"]  # the trial is saved, in its fragment
+
+
+# -- items 10 and 11: readable but malformed files ---------------------------------------------
+
+GOLDEN_V2 = Path(__file__).parent / "fixtures" / "schema_v2_run"
+
+
+def _strings_for_a_figure(run: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(run / "records.parquet")
+    i = t.schema.get_field_index("throughput_sps")
+    pq.write_table(t.set_column(i, pa.field("throughput_sps", pa.string()), pa.array(["fast"] * len(t))),
+                   run / "records.parquet")
+
+
+MALFORMED = {
+    "frontier, manifest not JSON": ("frontier", lambda r: (r / "manifest.json").write_text("garbage{"),
+                                    "manifest.json is unreadable"),
+    "frontier, manifest a list": ("frontier", lambda r: (r / "manifest.json").write_text("[]"),
+                                  "manifest.json is not a run manifest: expected a JSON object, got list"),
+    "frontier, strings for a figure": ("frontier", _strings_for_a_figure,
+                                       "records.parquet has columns of the wrong type (throughput_sps)"),
+    "resume, manifest a list": ("resume", lambda r: (r / "manifest.json").write_text("[]"),
+                                "manifest.json is not a run manifest"),
+    "resume, no requested sweep": ("resume", lambda r: (r / "manifest.json").write_text('{"run_id": "r"}'),
+                                   "manifest.json lacks 'requested'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_run_files_are_one_line_naming_the_file(case: str, tmp_path: Path) -> None:
+    import shutil
+
+    command, damage, needle = MALFORMED[case]
+    run = tmp_path / "results" / "run"
+    shutil.copytree(GOLDEN_V2, run)
+    damage(run)
+    argv = ["frontier", str(tmp_path / "results")] if command == "frontier" else ["profile", "--resume", str(run)]
+    assert_one_line_error(hwbench(tmp_path, *argv), f"{run}/{needle}")

@@ -197,7 +197,7 @@ class SweepRunner:
         self.explicit_adapters = explicit_adapters
         if resume_dir is not None:
             self.run_dir = Path(resume_dir)
-            self.run_id = str(read_manifest(self.run_dir)["run_id"])
+            self.run_id = str(read_manifest(self.run_dir, require=("run_id",))["run_id"])
         else:
             self.run_id = new_run_id()
             self.run_dir = Path(out_dir) / self.run_id

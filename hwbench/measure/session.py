@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwbench.adapter import registry
-from hwbench.errors import UsageError
+from hwbench.errors import ResultsError, UsageError
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS, parse_batches, parse_list
 
@@ -136,7 +136,11 @@ def requested_config(flags: dict[str, Any], config: Path | None = None, resume: 
             given.append("--config")
         if given:
             raise UsageError(f"--resume completes a run as it was first requested; drop {', '.join(given)}")
-        return SweepConfig.from_dict(read_manifest(resume)["requested"])
+        requested = read_manifest(resume, require=("run_id", "requested"))["requested"]
+        try:
+            return SweepConfig.from_dict(requested)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ResultsError(f"{resume}/manifest.json: its 'requested' sweep is unreadable ({e})") from e
     if config is not None:
         from hwbench.measure.sweepfile import load_sweep
 

@@ -235,7 +235,11 @@ def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise ResultsError(f"{path} lacks columns {', '.join(missing[:5])}")
-    return table.select(schema.names).cast(schema).to_pandas()
+    try:
+        return table.select(schema.names).cast(schema).to_pandas()
+    except (pa.ArrowException, ValueError, TypeError) as e:  # a column of the wrong type, e.g. strings for a figure
+        wrong = [f.name for f in schema if not table.schema.field(f.name).type.equals(f.type)]
+        raise ResultsError(f"{path} has columns of the wrong type ({', '.join(wrong[:5]) or '?'}): {e}") from e
 
 
 def _read_many(run_dir: Path, compacted: str, sub: str, schema: pa.Schema) -> pd.DataFrame:
@@ -276,14 +280,21 @@ def load_run_records(run_dir: Path) -> pd.DataFrame:
     return df.drop_duplicates(subset=["run_id", "trial_id"], keep="last").reset_index(drop=True)
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
+def read_manifest(run_dir: Path, require: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A run's manifest: a JSON object (with the `require`d keys), else ResultsError naming the file."""
     path = Path(run_dir) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError(f"{run_dir} is not a run folder (no {MANIFEST})") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ResultsError(f"{path} is unreadable: {e}") from e
+    if not isinstance(manifest, dict):
+        raise ResultsError(f"{path} is not a run manifest: expected a JSON object, got {type(manifest).__name__}")
+    lacking = [k for k in require if k not in manifest]
+    if lacking:
+        raise ResultsError(f"{path} lacks {', '.join(map(repr, lacking))}: not a complete run manifest")
+    return manifest
 
 
 def find_runs(paths: Iterable[Path | str]) -> list[Path]:
@@ -306,7 +317,10 @@ def find_runs(paths: Iterable[Path | str]) -> list[Path]:
 
 def load_records(paths: Iterable[Path | str]) -> pd.DataFrame:
     """Every trial record of every run under `paths`, one DataFrame with RECORD_COLUMNS."""
-    frames = [load_run_records(r) for r in find_runs(paths)]
+    runs = find_runs(paths)
+    for run in runs:  # a run whose manifest is not one is refused, not quietly used
+        read_manifest(run, require=("run_id",))
+    frames = [load_run_records(r) for r in runs]
     frames = [f for f in frames if len(f)]
     if not frames:
         return RECORD_SCHEMA.empty_table().to_pandas()
