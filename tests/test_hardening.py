@@ -204,3 +204,75 @@ def test_malformed_run_files_are_one_line_naming_the_file(case: str, tmp_path: P
     damage(run)
     argv = ["frontier", str(tmp_path / "results")] if command == "frontier" else ["profile", "--resume", str(run)]
     assert_one_line_error(hwbench(tmp_path, *argv), f"{run}/{needle}")
+
+
+# -- item 6: a cache that checks itself --------------------------------------------------------
+
+
+@pytest.mark.slow  # three ort-cpu int8 sweeps (the fast check of the same rule: the kit test below)
+def test_a_cached_int8_model_replaced_by_garbage_is_rebuilt_once_with_a_note(tmp_path: Path, add_model: Path) -> None:
+    pytest.importorskip("onnxruntime")
+
+    def run() -> dict:
+        proc = _profile(tmp_path, str(add_model), "--adapter", "ort-cpu", "--precision", "int8", "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["records"][0]
+
+    first = run()
+    if first["status"] != "ok":
+        pytest.skip(f"ort-cpu int8 does not run here: {first['error']}")
+    (cached,) = (tmp_path / "cache" / "ort-cpu").glob("int8-*.onnx")
+    cached.write_bytes(b"garbage, not a model")
+    second = run()
+    assert second["status"] == "ok", second["error"]
+    assert any(w.startswith(f"cached {cached.name} failed its check (20 bytes where ") and w.endswith(": rebuilt")
+               for w in second["warnings"]), second["warnings"]
+    third = run()  # rebuilt once: the next run trusts it again
+    assert not any("failed its check" in w for w in third["warnings"]), third["warnings"]
+
+
+def test_damaged_torch_weights_of_a_built_in_are_rebuilt_with_a_note(tiny_models: dict, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from hwbench.fsutil import take_rebuilt_notes
+    from hwbench.models import build_torch, resolve
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_models["mlp-tiny"].onnx_path.parents[2], cache)
+    spec = resolve("mlp-tiny", cache_dir=cache)
+    take_rebuilt_notes()
+    assert spec.torch_weights is not None
+    spec.torch_weights.write_bytes(b"\x80\x02garbage" * 100)  # what torch.load would reject with its own advice
+    again = resolve("mlp-tiny", cache_dir=cache)
+    notes = take_rebuilt_notes()
+    assert len(notes) == 1 and "failed its check" in notes[0] and notes[0].endswith("rebuilt"), notes
+    assert isinstance(build_torch(again), torch.nn.Module)
+    resolve("mlp-tiny", cache_dir=cache)
+    assert take_rebuilt_notes() == []  # once
+
+
+def test_atomic_build_verifies_what_it_cached_and_rebuilds_a_bad_entry_once(tmp_path: Path) -> None:
+    from hwbench.adapter.kit import atomic_build, cached
+    from hwbench.fsutil import take_rebuilt_notes
+
+    builds: list[int] = []
+
+    def build(staged: Path) -> None:
+        builds.append(1)
+        staged.write_bytes(b"a derived model")
+
+    target = tmp_path / "int8-x.onnx"
+    take_rebuilt_notes()
+    atomic_build(target, build)
+    assert cached(target) and take_rebuilt_notes() == []
+    for damage in (b"a derived modeX", b"garbage"):  # same size, other content; other size
+        target.write_bytes(damage)
+        assert not cached(target)
+        atomic_build(target, build)
+        assert target.read_bytes() == b"a derived model" and cached(target)
+        (note,) = take_rebuilt_notes()
+        assert note.startswith("cached int8-x.onnx failed its check (") and note.endswith("rebuilt")
+    atomic_build(target, build)
+    assert len(builds) == 3

@@ -33,6 +33,7 @@ from hwbench.adapter import registry
 from hwbench.adapter import Probe
 from hwbench.adapter.kit import Placement
 from hwbench.errors import AdapterUnavailable, UsageError
+from hwbench.fsutil import take_rebuilt_notes
 from hwbench.host.fingerprint import host_fingerprint
 from hwbench.measure.forkserver import ForkServer, ForkServerError
 from hwbench.models.spec import ModelSpec
@@ -243,6 +244,7 @@ class SweepRunner:
             if builtin or Path(name).expanduser().is_file():  # a missing file is reported by resolve, not "prepared"
                 self._emit("model", name=name, builtin=builtin)
             specs[name] = resolve(name, cache_dir=self._cache_dir(), dims=self.config.dims or None)
+        self.notes.extend(n for n in take_rebuilt_notes() if n not in self.notes)  # a damaged cache entry, rebuilt
         return specs
 
     def _cache_dir(self) -> Path:

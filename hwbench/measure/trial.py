@@ -22,7 +22,7 @@ from hwbench import __version__
 from hwbench.adapter import registry
 from hwbench.adapter import Adapter, AdapterOptions, Effective
 from hwbench.errors import UnsupportedPoint, UsageError
-from hwbench.fsutil import atomic_write
+from hwbench.fsutil import atomic_write, take_rebuilt_notes
 from hwbench.host.activity import ActivityProbe, ActivityWindow, activity_warnings
 from hwbench.models.spec import ModelSpec
 from hwbench.power.base import EnergyReading, PowerMeter
@@ -251,6 +251,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         t0 = time.perf_counter()
         adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
         rec.cold_start_s = time.perf_counter() - t0
+        rec.warnings.extend(take_rebuilt_notes())  # a cached artefact that failed its check was rebuilt (cold start)
         timings["prepared"] = time.time()
         meter = _meter(adapter, ctx)
         probe = ActivityProbe()
