@@ -276,3 +276,33 @@ def test_atomic_build_verifies_what_it_cached_and_rebuilds_a_bad_entry_once(tmp_
         assert note.startswith("cached int8-x.onnx failed its check (") and note.endswith("rebuilt")
     atomic_build(target, build)
     assert len(builds) == 3
+
+
+# -- item 9: a huge sweep states its size and needs --yes ---------------------------------------
+
+
+def test_a_huge_sweep_file_states_its_size_and_needs_yes_without_a_terminal(tmp_path: Path, add_model: Path) -> None:
+    batches = ", ".join(str(b) for b in range(1, 1601))
+    sweep = tmp_path / "huge.toml"
+    sweep.write_text(f'models = ["{add_model}"]\nadapters = ["null"]\nprecisions = ["fp32", "fp16", "bf16", "int8"]\n'
+                     f'batch_sizes = [{batches}]\nscenarios = ["single-stream", "offline"]\n')
+    proc = hwbench(tmp_path, "profile", "--config", str(sweep), "--out", str(tmp_path / "out"))  # stdin: not a terminal
+    assert_one_line_error(proc, "this sweep has 12800 trials, estimated ")
+    assert "add --yes to run it" in proc.stderr and "preparing model" not in proc.stdout
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    missing = tmp_path / "gone.onnx"
+    sweep.write_text(sweep.read_text().replace(str(add_model), str(missing)))
+    past = hwbench(tmp_path, "profile", "--config", str(sweep), "--yes", "--out", str(tmp_path / "out"))
+    assert_one_line_error(past, "model file not found")  # --yes: past the size check, on to the sweep
+
+
+def test_sweep_size_counts_trials_and_estimates_from_the_settings() -> None:
+    from hwbench.measure.session import CONFIRM_ABOVE_TRIALS, sweep_size
+    from hwbench.measure.settings import SweepConfig
+
+    cfg = SweepConfig(models=("m",), adapters=("null",), batch_sizes=tuple(range(1, CONFIRM_ABOVE_TRIALS + 1)),
+                      precisions=("fp32",))
+    size = sweep_size(cfg)
+    assert size.trials == CONFIRM_ABOVE_TRIALS
+    assert size.low_s == pytest.approx(CONFIRM_ABOVE_TRIALS * (cfg.measure.warmup_s + cfg.measure.min_duration_s))
+    assert size.high_s == pytest.approx(CONFIRM_ABOVE_TRIALS * (cfg.measure.warmup_s + cfg.measure.max_duration_s))

@@ -16,7 +16,9 @@ import typer
 from hwbench.adapter import registry
 from hwbench.cli.common import console, err_console, escape, print_json, real_console, Table
 from hwbench.cli.options import JsonFlag, OutDir, complete_list, epilog, renamed_flags, split_list
-from hwbench.measure.session import build_config, failed_sweep, requested_config, run_profile  # noqa: F401 (build_config: API)
+from hwbench.errors import UsageError
+from hwbench.measure.session import (CONFIRM_ABOVE_TRIALS, build_config, failed_sweep, requested_config,  # noqa: F401
+                                     run_profile, sweep_size)  # (build_config: API)
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS
 
@@ -135,6 +137,7 @@ def profile(
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume: run again the trials that ended in error.")] = False,
     processes: Annotated[Optional[int], typer.Option("--processes", help=f"Fresh worker processes per trial, one after another (1-{MAX_PROCESSES}, default {_S.processes}); samples pooled.")] = None,
     json_out: JsonFlag = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Run a sweep of more than {CONFIRM_ABOVE_TRIALS} trials without asking (needed when stdin is not a terminal).")] = False,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 
@@ -149,6 +152,11 @@ def profile(
                  usd_per_hour=usd_per_hour, price_note=price_note,
                  processes=processes)
     cfg = requested_config(flags, config, resume)
+    size = sweep_size(cfg)
+    if resume is None and size.trials > CONFIRM_ABOVE_TRIALS and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"this sweep has {size.describe()}; add --yes to run it")
+        typer.confirm(f"This sweep has {size.describe()}. Run it?", abort=True, err=True)
     status = err_console if json_out else console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -148,6 +148,38 @@ def requested_config(flags: dict[str, Any], config: Path | None = None, resume: 
     return build_config(SweepConfig(), **flags)
 
 
+CONFIRM_ABOVE_TRIALS = 200  # a larger sweep states its size and needs --yes (or a yes at a terminal)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSize:
+    """How big a sweep is before it runs: its trial count and the time its settings imply (estimated)."""
+
+    trials: int
+    low_s: float  # every trial stops at its minimums: warm-up + minimum timed window, per process
+    high_s: float  # every trial runs to its cap (max_duration_s), per process
+
+    def describe(self) -> str:
+        return (f"{self.trials} trials, estimated {_duration(self.low_s)} to {_duration(self.high_s)} "
+                "(from each trial's warm-up, minimum and maximum timed window; model preparation not included)")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def sweep_size(cfg: SweepConfig) -> SweepSize:
+    """Trials and an estimated duration range for `cfg` (no adapter named: every CPU default counted)."""
+    adapters = len(cfg.adapters) or len(registry.CPU_DEFAULTS)
+    trials = len(cfg.models) * adapters * len(cfg.precisions) * len(cfg.batch_sizes) * len(cfg.scenarios)
+    m = cfg.measure
+    per = cfg.processes
+    return SweepSize(trials, trials * per * (m.warmup_s + m.min_duration_s), trials * per * (m.warmup_s + m.max_duration_s))
+
+
 def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retry_errors: bool = False,
                 on_event: Event | None = None) -> SweepResult:
     """Run (or complete, with `resume`) the sweep `cfg` into a run folder under `out`; return its records.
