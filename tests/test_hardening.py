@@ -117,7 +117,7 @@ def test_two_resumes_at_once_the_second_is_refused_naming_the_first(tmp_path: Pa
     finally:
         if a.poll() is None:
             a.kill()
-    assert a.returncode == 0, a.stderr.read() if a.stderr else ""  # b2 measured, b1 timed out (hang@1)
+    assert a.returncode == 3, a.stderr.read() if a.stderr else ""  # b2 measured, b1 timed out (hang@1)
     lats = pq.read_table(run / "latencies.parquet").to_pandas()
     assert not lats.duplicated(["trial_id", "iteration"]).any()
     assert lats["trial_id"].nunique() == 1  # only the measured b2 has samples, from one attempt

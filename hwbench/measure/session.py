@@ -194,12 +194,14 @@ def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retr
 
 
 def failed_sweep(records: list[dict[str, Any]]) -> str | None:
-    """Why a sweep failed as a whole (no trial measured, at least one ended in error), or None.
-    Some errors among measured points, or points only unsupported here, are a finished sweep."""
+    """Why a sweep failed (at least one trial ended in error), or None: README "Exit codes", row 3.
+    Points only unsupported here are a finished sweep; an error among measured points is not."""
     statuses = [r["status"] for r in records]
     errors = statuses.count("error")
-    if not errors or "ok" in statuses:
+    if not errors:
         return None
+    if "ok" in statuses:
+        return f"{errors} of {len(statuses)} trial(s) ended in error, {statuses.count('ok')} measured"
     unsupported = statuses.count("unsupported")
     return (f"all {len(statuses)} trial(s) failed: {errors} ended in error"
             + (f", {unsupported} unsupported" if unsupported else "") + ", none measured")
