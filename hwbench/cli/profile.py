@@ -142,7 +142,7 @@ def profile(
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 
     Exit status: 0 done (points unsupported here are recorded, not failures), 2 bad input,
-    3 every trial failed (none measured), 4 nothing asked for can run here, 130 interrupted
+    3 a trial ended in error (the others are kept), 4 nothing asked for can run here, 130 interrupted
     (Ctrl-C) and 143 terminated (SIGTERM): completed trials kept, the --resume command printed.
     """
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
@@ -194,10 +194,11 @@ def profile(
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = run_profile(cfg, out, resume=resume, retry_errors=retry_errors, on_event=on_event)
-    except KeyboardInterrupt:  # before the sweep started (preparing models): nothing to resume yet
+    except KeyboardInterrupt:  # outside the trial loop (preparing models, or compacting at the end)
         if not terminated:
             raise
-        err_console.print("hwbench: terminated (SIGTERM) before any trial ran", soft_wrap=True, markup=False)
+        err_console.print("hwbench: terminated (SIGTERM); any completed trial is saved, `--resume RUN_DIR` finishes a run",
+                          soft_wrap=True, markup=False)
         sys.exit(EXIT_SIGTERM)
     finally:
         progress.stop()
