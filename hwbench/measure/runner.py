@@ -42,7 +42,7 @@ from hwbench.measure.settings import SweepConfig
 from hwbench.results.schema import TrialRecord
 from hwbench.results.lock import RunLock
 from hwbench.results.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
-from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record
+from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record, refuse_colliding_trials
 from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -81,17 +81,6 @@ def plan(config: SweepConfig, adapters: list[str]) -> list[Trial]:
         for p in config.precisions
         for b in config.batch_sizes
     ]
-
-
-def refuse_colliding_trials(trials: list[Trial]) -> None:
-    """UsageError when two planned trials share a file-safe id (models 'a b.onnx' and 'a_b.onnx'): one
-    record would overwrite the other. Records keep the original names; the id only names the files."""
-    seen: dict[str, Trial] = {}
-    for t in trials:
-        other = seen.setdefault(t.trial_id, t)
-        if other is not t and other.model != t.model:
-            raise UsageError(f"models {other.model!r} and {t.model!r} map to the same trial id {t.trial_id!r} "
-                             "(names are made file-safe): rename or move one of them")
 
 
 def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:

@@ -55,6 +55,17 @@ class Trial:
         return self.adapter == REFERENCE_ADAPTER and self.precision == REFERENCE_PRECISION
 
 
+def refuse_colliding_trials(trials: list[Trial]) -> None:
+    """UsageError when two planned trials share a file-safe id (models 'a b.onnx' and 'a_b.onnx'): one
+    record would overwrite the other. Records keep the original names; the id only names the files."""
+    seen: dict[str, Trial] = {}
+    for t in trials:
+        other = seen.setdefault(t.trial_id, t)
+        if other is not t and other.model != t.model:
+            raise UsageError(f"models {other.model!r} and {t.model!r} map to the same trial id {t.trial_id!r} "
+                             "(names are made file-safe): rename or move one of them")
+
+
 @dataclass
 class TrialContext:
     """What the runner hands a worker besides the trial itself."""
