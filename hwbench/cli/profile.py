@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -191,7 +192,8 @@ def profile(
         terminated.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         result = run_profile(cfg, out, resume=resume, retry_errors=retry_errors, on_event=on_event)
     except KeyboardInterrupt:  # outside the trial loop (preparing models, or compacting at the end)
@@ -202,7 +204,8 @@ def profile(
         sys.exit(EXIT_SIGTERM)
     finally:
         progress.stop()
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     records = as_dicts(result.records)
     if json_out:
         print_json({"run_dir": str(result.run_dir), "interrupted": result.interrupted, "notes": result.notes, "records": records})
