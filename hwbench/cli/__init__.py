@@ -66,6 +66,16 @@ def _enable_completion() -> None:
     completion_init()
 
 
+def parser_error(e: Exception) -> str:
+    """A click usage error as one line: the problem and where the help is (click prints a usage box)."""
+    message = e.format_message() if hasattr(e, "format_message") else str(e)
+    message = " ".join(message.split())
+    ctx = getattr(e, "ctx", None)
+    path = ctx.command_path if ctx is not None else "hwbench"
+    message = message.rstrip(".")
+    return f"{message[:1].lower()}{message[1:]} (see '{path} --help')"
+
+
 def main() -> None:
     """Entry point: run the app, mapping known errors to one line and an exit code (README, "Exit codes").
 
@@ -89,12 +99,8 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("hwbench: interrupted", err=True)
         sys.exit(130)
-    except typer.TyperException as e:  # usage errors from the command-line parser
-        show = getattr(e, "show", None)
-        if show is not None:
-            show()
-        else:
-            typer.echo(f"hwbench: error: {e}", err=True)
+    except typer.TyperException as e:  # usage errors from the command-line parser: one line, as every error
+        typer.echo(f"hwbench: error: {parser_error(e)}", err=True)
         sys.exit(getattr(e, "exit_code", 2) or 2)
     except Exception as e:  # anything unexpected: one line, traceback on demand
         if os.environ.get(DEBUG_ENV):

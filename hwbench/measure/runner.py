@@ -33,14 +33,16 @@ from hwbench.adapter import registry
 from hwbench.adapter import Probe
 from hwbench.adapter.kit import Placement
 from hwbench.errors import AdapterUnavailable, UsageError
+from hwbench.fsutil import take_rebuilt_notes
 from hwbench.host.fingerprint import host_fingerprint
 from hwbench.measure.forkserver import ForkServer, ForkServerError
 from hwbench.models.spec import ModelSpec
 from hwbench.results.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED
 from hwbench.measure.settings import SweepConfig
 from hwbench.results.schema import TrialRecord
+from hwbench.results.lock import RunLock
 from hwbench.results.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
-from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record
+from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record, refuse_colliding_trials
 from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -185,7 +187,7 @@ class SweepRunner:
         self.explicit_adapters = explicit_adapters
         if resume_dir is not None:
             self.run_dir = Path(resume_dir)
-            self.run_id = str(read_manifest(self.run_dir)["run_id"])
+            self.run_id = str(read_manifest(self.run_dir, require=("run_id",))["run_id"])
         else:
             self.run_id = new_run_id()
             self.run_dir = Path(out_dir) / self.run_id
@@ -223,10 +225,15 @@ class SweepRunner:
     def _resolve_models(self) -> dict[str, ModelSpec]:
         from hwbench.models import resolve
 
+        from hwbench.models.build import BY_NAME
+
         specs = {}
         for name in self.config.models:
-            self._emit("model", name=name)
+            builtin = name.strip().lower() in BY_NAME
+            if builtin or Path(name).expanduser().is_file():  # a missing file is reported by resolve, not "prepared"
+                self._emit("model", name=name, builtin=builtin)
             specs[name] = resolve(name, cache_dir=self._cache_dir(), dims=self.config.dims or None)
+        self.notes.extend(n for n in take_rebuilt_notes() if n not in self.notes)  # a damaged cache entry, rebuilt
         return specs
 
     def _cache_dir(self) -> Path:
@@ -342,15 +349,28 @@ class SweepRunner:
 
     # -- the sweep ----------------------------------------------------------------
     def run(self) -> SweepResult:
+        """The whole sweep, holding the run folder's lock (hwbench.results.lock) from before the first
+        trial is chosen to after the last write: a second `--resume` of the folder is refused."""
+        self._lock = RunLock(self.run_dir)
+        if self.run_dir.is_dir():  # a resumed run: refuse at once, before any model is prepared
+            self._lock.acquire()
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> SweepResult:
         fp = host_fingerprint()
         self.instance = self._resolve_instance(fp)
         adapters, missing = self._adapters()
         if not adapters:
-            raise UsageError("no adapter can run here; see `hwbench devices`")
+            raise AdapterUnavailable("no adapter can run here; see `hwbench devices`")
         if all(a in missing for a in adapters):  # nothing asked for can run: say why, exit non-zero
             raise AdapterUnavailable("; ".join(missing[a] for a in adapters))
+        refuse_colliding_trials(plan(self.config, adapters))
         specs = self._resolve_models()
         self.writer = RunWriter(self.run_dir)
+        self._lock.acquire()
         idle = self._idle_power([a for a in adapters if a not in missing])
         self.writer.write_manifest(self._manifest(adapters, specs, idle, fp))
         import psutil

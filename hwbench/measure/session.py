@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwbench.adapter import registry
-from hwbench.errors import UsageError
+from hwbench.errors import ResultsError, UsageError
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS, parse_batches, parse_list
 
@@ -29,9 +29,12 @@ def parse_dims(items: list[str]) -> dict[str, int]:
         if not sep or not name.strip():
             raise UsageError(f"--dim takes NAME=VALUE, got {item!r}")
         try:
-            out[name.strip()] = int(value)
+            number = int(value)
         except ValueError:
             raise UsageError(f"--dim {name}: {value!r} is not an integer") from None
+        if name.strip() in out:  # a repeated name is a typo or a clash, never "the last one wins"
+            raise UsageError(f"--dim {name.strip()} is given twice ({out[name.strip()]} and {value.strip()}); give it once")
+        out[name.strip()] = number
         if out[name.strip()] <= 0:
             raise UsageError(f"--dim {name}: must be positive")
     return out
@@ -133,12 +136,48 @@ def requested_config(flags: dict[str, Any], config: Path | None = None, resume: 
             given.append("--config")
         if given:
             raise UsageError(f"--resume completes a run as it was first requested; drop {', '.join(given)}")
-        return SweepConfig.from_dict(read_manifest(resume)["requested"])
+        requested = read_manifest(resume, require=("run_id", "requested"))["requested"]
+        try:
+            return SweepConfig.from_dict(requested)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ResultsError(f"{resume}/manifest.json: its 'requested' sweep is unreadable ({e})") from e
     if config is not None:
         from hwbench.measure.sweepfile import load_sweep
 
         return build_config(load_sweep(config), **flags)
     return build_config(SweepConfig(), **flags)
+
+
+CONFIRM_ABOVE_TRIALS = 200  # a larger sweep states its size and needs --yes (or a yes at a terminal)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSize:
+    """How big a sweep is before it runs: its trial count and the time its settings imply (estimated)."""
+
+    trials: int
+    low_s: float  # every trial stops at its minimums: warm-up + minimum timed window, per process
+    high_s: float  # every trial runs to its cap (max_duration_s), per process
+
+    def describe(self) -> str:
+        return (f"{self.trials} trials, estimated {_duration(self.low_s)} to {_duration(self.high_s)} "
+                "(from each trial's warm-up, minimum and maximum timed window; model preparation not included)")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def sweep_size(cfg: SweepConfig) -> SweepSize:
+    """Trials and an estimated duration range for `cfg` (no adapter named: every CPU default counted)."""
+    adapters = len(cfg.adapters) or len(registry.CPU_DEFAULTS)
+    trials = len(cfg.models) * adapters * len(cfg.precisions) * len(cfg.batch_sizes) * len(cfg.scenarios)
+    m = cfg.measure
+    per = cfg.processes
+    return SweepSize(trials, trials * per * (m.warmup_s + m.min_duration_s), trials * per * (m.warmup_s + m.max_duration_s))
 
 
 def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retry_errors: bool = False,
@@ -155,12 +194,14 @@ def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retr
 
 
 def failed_sweep(records: list[dict[str, Any]]) -> str | None:
-    """Why a sweep failed as a whole (no trial measured, at least one ended in error), or None.
-    Some errors among measured points, or points only unsupported here, are a finished sweep."""
+    """Why a sweep failed (at least one trial ended in error), or None: README "Exit codes", row 3.
+    Points only unsupported here are a finished sweep; an error among measured points is not."""
     statuses = [r["status"] for r in records]
     errors = statuses.count("error")
-    if not errors or "ok" in statuses:
+    if not errors:
         return None
+    if "ok" in statuses:
+        return f"{errors} of {len(statuses)} trial(s) ended in error, {statuses.count('ok')} measured"
     unsupported = statuses.count("unsupported")
     return (f"all {len(statuses)} trial(s) failed: {errors} ended in error"
             + (f", {unsupported} unsupported" if unsupported else "") + ", none measured")

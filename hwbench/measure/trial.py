@@ -22,7 +22,7 @@ from hwbench import __version__
 from hwbench.adapter import registry
 from hwbench.adapter import Adapter, AdapterOptions, Effective
 from hwbench.errors import UnsupportedPoint, UsageError
-from hwbench.fsutil import atomic_write
+from hwbench.fsutil import atomic_write, take_rebuilt_notes
 from hwbench.host.activity import ActivityProbe, ActivityWindow, activity_warnings
 from hwbench.models.spec import ModelSpec
 from hwbench.power.base import EnergyReading, PowerMeter
@@ -53,6 +53,17 @@ class Trial:
 
     def is_reference(self) -> bool:
         return self.adapter == REFERENCE_ADAPTER and self.precision == REFERENCE_PRECISION
+
+
+def refuse_colliding_trials(trials: list[Trial]) -> None:
+    """UsageError when two planned trials share a file-safe id (models 'a b.onnx' and 'a_b.onnx'): one
+    record would overwrite the other. Records keep the original names; the id only names the files."""
+    seen: dict[str, Trial] = {}
+    for t in trials:
+        other = seen.setdefault(t.trial_id, t)
+        if other is not t and other.model != t.model:
+            raise UsageError(f"models {other.model!r} and {t.model!r} map to the same trial id {t.trial_id!r} "
+                             "(names are made file-safe): rename or move one of them")
 
 
 @dataclass
@@ -251,6 +262,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         t0 = time.perf_counter()
         adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
         rec.cold_start_s = time.perf_counter() - t0
+        rec.warnings.extend(take_rebuilt_notes())  # a cached artefact that failed its check was rebuilt (cold start)
         timings["prepared"] = time.time()
         meter = _meter(adapter, ctx)
         probe = ActivityProbe()
