@@ -247,3 +247,24 @@ def test_cli_generate_end_to_end_json(tiny, tmp_path: Path) -> None:  # type: ig
     assert rec["output_tokens_per_s"] > 0 and rec["n_samples"] % 2 == 0
     assert rec["kv_cache_mb"] == pytest.approx(2 * 2 * 2 * 16 * 12 * 2 * 4 / 2**20)
     assert rec["peak_rss_mb"] > 0 and json.loads(rec["settings"])["kv_cache"] == "dynamic"
+
+
+def test_an_llm_without_generate_says_how_to_profile_it() -> None:
+    from hwbench.errors import ModelError
+    from hwbench.models import resolve
+
+    with pytest.raises(ModelError, match="llama-135m is a generative LLM: profile it with --workload generate"):
+        resolve("llama-135m")
+
+
+def test_generate_summary_table_names_token_metrics() -> None:
+    from hwbench.cli.genview import render_generate
+
+    rec = {"status": "ok", "model": "m", "adapter": "torch", "precision": "fp32", "batch_size": 1, "prompt_tokens": 8,
+           "output_tokens": 4, "ttft_p50_ms": 1.0, "tpot_p50_ms": 2.0, "output_tokens_per_s": 100.0, "invalid_reasons": [],
+           "warnings": [], "accuracy_ok": None, "valid": True, "power_method": "none", "random_weights": True,
+           "price_usd_per_hour": 3.6}
+    table, *notes = render_generate([rec])
+    assert [c.header for c in table.columns][5:9] == ["TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms"]
+    assert list(table.columns[12].cells) == ["10.0"]  # $3.6/h at 100 tokens/s: $10 per 1M output tokens
+    assert any("random weights" in n for n in notes)

@@ -61,6 +61,10 @@ def _flags(r: dict[str, Any]) -> list[str]:
 
 def render_summary(records: list[dict[str, Any]]) -> list[Any]:
     """A compact table of measured points, then footnotes, then what did not run and why."""
+    if records and all(r.get("workload") == "generate" for r in records):
+        from hwbench.cli.genview import render_generate
+
+        return render_generate(records)
     models = sorted({r["model"] for r in records})
     one_model = len(models) == 1
     t = Table(title=f"hwbench profile: {models[0] if one_model else 'all models'} (measured)")
