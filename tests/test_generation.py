@@ -268,3 +268,25 @@ def test_generate_summary_table_names_token_metrics() -> None:
     assert [c.header for c in table.columns][5:9] == ["TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms"]
     assert list(table.columns[12].cells) == ["10.0"]  # $3.6/h at 100 tokens/s: $10 per 1M output tokens
     assert any("random weights" in n for n in notes)
+
+
+def test_a_generate_trial_in_process_fills_the_record_and_checks_accuracy(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from hwbench.measure.gentrial import compute_llm_reference, run_generate_trial
+    from hwbench.measure.settings import AccuracySettings, SweepConfig
+    from hwbench.measure.trial import Trial, TrialContext
+
+    cfg = SweepConfig(models=("llama-tiny",), workload="generate", threads=1, generate=GenerateSettings.quick(),
+                      accuracy=AccuracySettings(min_items=4))
+    npz = tmp_path / "ref.npz"
+    compute_llm_reference(tiny, [(2, 8)], cfg.generate.greedy_tokens, cfg.accuracy.seed, npz, "", threads=1, sequences=4)
+    ctx = TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h", cache_dir="", reference_npz=str(npz))
+    trial = Trial("llama-tiny", "torch", "int8", 2, "generate", "generate", prompt_tokens=8, output_tokens=4)
+    rec, samples = run_generate_trial(trial, tiny, ctx)
+    assert rec.status == "ok", rec.error
+    assert rec.trial_id.endswith("__p8__o4__generate") and rec.workload == "generate" and rec.model_sha256 == tiny.sha256
+    assert rec.n_samples == 2 * json.loads(rec.settings)["calls"] == 2 * len(samples)
+    assert rec.accuracy_ok is not None and rec.acc_cosine > 0.9 and rec.acc_greedy_tokens == cfg.generate.greedy_tokens
+    assert 0.0 <= rec.acc_greedy_agreement <= 1.0 and json.loads(rec.settings)["accuracy"]["sequences"] == 4
+    assert rec.latency_p50_ms >= rec.e2e_p50_ms * 0.99  # a call lasts as long as its longest sequence
+    ref_trial = Trial("llama-tiny", "torch", "fp32", 2, "generate", "generate", prompt_tokens=8, output_tokens=4)
+    assert run_generate_trial(ref_trial, tiny, ctx)[0].accuracy_ok is None  # the reference itself is not compared

@@ -3,8 +3,9 @@ reference of the generation accuracy check.
 
 Like hwbench.measure.trial.run_trial, every outcome becomes a record. The accuracy check
 compares each precision with fp32 torch (the reference job, one per model, writes it): the
-prefill logits' cosine and tie-aware top-1 agreement (hwbench.measure.accuracy, the classifiers'
-rules, pooled over rows) gate the point; the greedy continuation's agreement over the first N
+prefill's next-token logits over accuracy.min_items sequences (32: one flip is 0.97, as for
+classifiers), their cosine and tie-aware top-1 agreement (hwbench.measure.accuracy, the
+classifiers' rules) gate the point; the greedy continuation's agreement over the first N
 tokens (the common prefix's share) is recorded beside them but does not gate: on random weights
 near-tied logits make one early flip change every later token.
 """
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 REFERENCE_ADAPTER = "torch"
 REFERENCE_PRECISION = "fp32"
-ACCURACY_SEQUENCES = 8  # rows compared per point (whole batches at the trial's batch size)
+GREEDY_SEQUENCES = 8  # greedy continuations compared per point (the first whole batches); logits: accuracy.min_items rows
 PROMPT_SOURCE_RANDOM = "random token ids"
 _KV_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 4}  # int8 is weight-only: the KV cache stays fp32
 
@@ -51,12 +52,16 @@ def accuracy_prompt_tokens(prompt_tokens: int, cfg: SweepConfig) -> int:
     return max(1, min(prompt_tokens, cfg.generate.accuracy_prompt_tokens))
 
 
-def accuracy_batches(spec: LlmSpec, batch_size: int, prompt_tokens: int, seed: int) -> list[np.ndarray]:
-    """The same prompts for the reference and every candidate at this batch size and length."""
+def accuracy_batches(spec: LlmSpec, batch_size: int, prompt_tokens: int, seed: int, sequences: int) -> list[np.ndarray]:
+    """The same prompts for the reference and every candidate: whole batches for `sequences` rows."""
     from hwbench.measure.generation import random_prompts
 
-    n = max(1, math.ceil(ACCURACY_SEQUENCES / batch_size))
+    n = max(1, math.ceil(sequences / batch_size))
     return [random_prompts(spec.vocab_size, batch_size, prompt_tokens, seed + 7919 * i + prompt_tokens) for i in range(n)]
+
+
+def greedy_batches(batch_size: int) -> int:
+    return max(1, math.ceil(GREEDY_SEQUENCES / batch_size))
 
 
 def reference_key(batch_size: int, prompt_tokens: int, index: int, what: str) -> str:
@@ -64,16 +69,17 @@ def reference_key(batch_size: int, prompt_tokens: int, index: int, what: str) ->
 
 
 def compute_llm_reference(spec: LlmSpec, points: list[tuple[int, int]], greedy_tokens: int, seed: int,
-                          out_npz: Path, cache_dir: str, threads: int = 0) -> None:
+                          out_npz: Path, cache_dir: str, threads: int = 0, sequences: int = 32) -> None:
     """fp32 torch prefill logits and greedy tokens for every (batch, accuracy prompt length), no pickle."""
     cls = registry.load_generative(REFERENCE_ADAPTER)
     adapter = cls(AdapterOptions(cache_dir=cache_dir, threads=threads))
     adapter.prepare(spec, REFERENCE_PRECISION, max(b for b, _ in points), max(p for _, p in points), greedy_tokens)
     arrays: dict[str, Any] = {}
     for b, p in points:
-        for i, ids in enumerate(accuracy_batches(spec, b, p, seed)):
+        for i, ids in enumerate(accuracy_batches(spec, b, p, seed, sequences)):
             arrays[reference_key(b, p, i, "logits")] = adapter.prefill_logits(ids).astype(np.float32)
-            arrays[reference_key(b, p, i, "greedy")] = adapter.greedy_tokens(ids, greedy_tokens)
+            if i < greedy_batches(b):
+                arrays[reference_key(b, p, i, "greedy")] = adapter.greedy_tokens(ids, greedy_tokens)
     adapter.close()
     atomic_write(out_npz, lambda fh: np.savez(fh, **arrays))
 
@@ -98,14 +104,15 @@ def _check_accuracy(adapter: "GenerativeAdapter", trial: "Trial", spec: LlmSpec,
     n = cfg.generate.greedy_tokens
     refs, cands, agree = [], [], []
     with np.load(ctx.reference_npz, allow_pickle=False) as ref:
-        for i, ids in enumerate(accuracy_batches(spec, trial.batch_size, p, cfg.accuracy.seed)):
+        for i, ids in enumerate(accuracy_batches(spec, trial.batch_size, p, cfg.accuracy.seed, cfg.accuracy.min_items)):
             key = reference_key(trial.batch_size, p, i, "logits")
             if key not in ref:
                 return  # no reference for this point: not checked
             refs.append(ref[key])
             cands.append(adapter.prefill_logits(ids))
-            agree.append(greedy_agreement(ref[reference_key(trial.batch_size, p, i, "greedy")],
-                                          adapter.greedy_tokens(ids, n)))
+            if i < greedy_batches(trial.batch_size):
+                agree.append(greedy_agreement(ref[reference_key(trial.batch_size, p, i, "greedy")],
+                                              adapter.greedy_tokens(ids, n)))
     result = compare_outputs(refs, cands, "classification", cfg.accuracy)
     rec.accuracy_ok = bool(result.ok)
     rec.acc_max_abs_err, rec.acc_mean_rel_err = result.max_abs_err, result.mean_rel_err
@@ -164,6 +171,7 @@ def reference_job(runner: Any, spec: LlmSpec, trials: list["Trial"]) -> dict[str
     out.parent.mkdir(parents=True, exist_ok=True)
     return {"kind": JOB_LLM_REFERENCE, "workload": "generate", "model_spec": spec.to_json(), "points": points,
             "greedy_tokens": cfg.generate.greedy_tokens, "seed": cfg.accuracy.seed, "out_npz": str(out),
+            "sequences": cfg.accuracy.min_items,
             "cache_dir": str(runner._cache_dir()), "threads": cfg.threads}
 
 

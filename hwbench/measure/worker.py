@@ -74,7 +74,7 @@ def _run(job: dict, timings: dict[str, float]) -> int:
         from hwbench.measure.gentrial import compute_llm_reference
 
         compute_llm_reference(spec, [tuple(p) for p in job["points"]], job["greedy_tokens"], job["seed"],
-                              Path(job["out_npz"]), job["cache_dir"], job.get("threads", 0))
+                              Path(job["out_npz"]), job["cache_dir"], job.get("threads", 0), job.get("sequences", 32))
         return 0
     if job["kind"] == JOB_REFERENCE:
         from hwbench.measure.trial import compute_reference
