@@ -53,6 +53,7 @@ from hwbench.jsonsafe import json_safe
 from hwbench import __version__
 from hwbench.errors import HwbenchError, ResultsError, UsageError
 from hwbench.analyse.capacity import DEFAULT_MAX_UTILISATION
+from hwbench.analyse.llmcost import LLM_COLUMNS, LLM_COST_COLUMNS, frontier_axes
 from hwbench.analyse.pareto import MAX, MIN, pareto_mask_by
 from hwbench.analyse.server import SERVER, SERVER_COLUMNS
 from hwbench.analyse.sizing import MEASURED, SIZING_COLUMNS, fits_with, is_measured, lower_bound_instances, size_point
@@ -70,6 +71,7 @@ POINT_FIELDS = (
     "throughput_sps", "price_usd_per_hour", "price_share", "price_basis", "price_as_of", "price_source",
     "cost_usd_per_1m", "energy_j_per_inference", "items_per_j", "energy_estimated", "on_frontier", "p99_resolved",
     *(c for c in SERVER_COLUMNS if c != "capacity_search"), "capacity_source", "rate_curve", "service_sketch_ms",
+    *LLM_COLUMNS, *LLM_COST_COLUMNS,
 )
 REQUIRED_POINT_FIELDS = ("model", "hardware", "batch_size", "latency_p99_ms", "throughput_sps",
                          "price_usd_per_hour", "cost_usd_per_1m")
@@ -88,10 +90,9 @@ def mark_frontier(points: pd.DataFrame, objective: str = "cost") -> pd.DataFrame
     if objective not in OBJECTIVES:
         raise UsageError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
     column, sense = OBJECTIVES[objective]
-    model, _ = pd.factorize(points["model"])
+    model, p99, values = frontier_axes(points, column)  # generate points: their (prompt, output) bucket, TPOT p99, per token
     per_model = lambda flags: np.bincount(model, weights=flags, minlength=model.max(initial=-1) + 1)[model]  # noqa: E731
     rows = per_model(np.ones(len(points)))
-    values = pd.to_numeric(points[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     labels = [f"p99 vs {objective}", "p99 vs energy (estimated)", f"p99 vs throughput (no {objective} figures)"]
     basis = np.zeros(len(points), dtype=np.int8)
     if objective == "energy":
@@ -104,8 +105,7 @@ def mark_frontier(points: pd.DataFrame, objective: str = "cost") -> pd.DataFrame
         throughput = pd.to_numeric(points["throughput_sps"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         values = np.where(fallback, -throughput, values)  # negated: minimised like the cost
         basis[fallback] = 2
-    frame = pd.DataFrame({"model": model, "p99": pd.to_numeric(points["latency_p99_ms"], errors="coerce").to_numpy(dtype=float),
-                          "second": values})
+    frame = pd.DataFrame({"model": model, "p99": p99, "second": values})
     mask = pareto_mask_by(frame, {"p99": MIN, "second": sense}, "model")
     return points.assign(on_frontier=mask, frontier_basis=pd.Categorical.from_codes(basis, categories=labels))
 

@@ -66,6 +66,10 @@ def _flags(r: dict[str, Any]) -> list[str]:
 
 def render_summary(records: list[dict[str, Any]]) -> list[Any]:
     """A compact table of measured points, then footnotes, then what did not run and why."""
+    if records and all(r.get("workload") == "generate" for r in records):
+        from hwbench.cli.genview import render_generate
+
+        return render_generate(records)
     models = sorted({r["model"] for r in records})
     one_model = len(models) == 1
     t = Table(title=f"hwbench profile: {models[0] if one_model else 'all models'} (measured)")
@@ -136,6 +140,9 @@ def profile(
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the drift check against the fp32 reference.")] = False,
     allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="Run precisions this device only emulates or upcasts (default: recorded unsupported).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume: run again the trials that ended in error.")] = False,
+    workload: Annotated[Optional[str], typer.Option("--workload", metavar="NAME", help="inference (default: one forward pass per item) or generate (an LLM decoding tokens; README, 'Generative LLMs').")] = None,
+    prompt_tokens: Annotated[Optional[str], typer.Option("--prompt-tokens", metavar="N,...", help=f"--workload generate: prompt lengths in tokens, comma-separated (default {_csv(_S.prompt_tokens)}).")] = None,
+    output_tokens: Annotated[Optional[str], typer.Option("--output-tokens", metavar="N,...", help=f"--workload generate: tokens generated per sequence, comma-separated (default {_csv(_S.output_tokens)}).")] = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help=f"Fresh worker processes per trial, one after another (1-{MAX_PROCESSES}, default {_S.processes}); samples pooled.")] = None,
     json_out: JsonFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Run a sweep of more than {CONFIRM_ABOVE_TRIALS} trials without asking (needed when stdin is not a terminal).")] = False,
@@ -151,7 +158,7 @@ def profile(
                  concurrency=concurrency, dim=split_list(dim), trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
                  allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target,
                  usd_per_hour=usd_per_hour, price_note=price_note,
-                 processes=processes)
+                 processes=processes, workload=workload, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
     cfg = requested_config(flags, config, resume)
     size = sweep_size(cfg)
     if resume is None and size.trials > CONFIRM_ABOVE_TRIALS and not yes:

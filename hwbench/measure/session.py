@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwbench.adapter import registry
 from hwbench.errors import ResultsError, UsageError
-from hwbench.measure.settings import MeasureSettings, SweepConfig
+from hwbench.measure.settings import GenerateSettings, MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS, parse_batches, parse_list
 
 if TYPE_CHECKING:
@@ -49,12 +49,32 @@ _FLAG_OF: dict[tuple[str, ...], str] = {
     ("price_note",): "--price-note", ("dims",): "--dim", ("measure", "min_duration_s"): "--duration-s",
     ("measure", "min_iters"): "--min-iters", ("measure", "max_duration_s"): "--max-duration-s",
     ("measure", "target_p50_rel_halfwidth"): "--ci-target",
+    ("workload",): "--workload", ("prompt_tokens",): "--prompt-tokens", ("output_tokens",): "--output-tokens",
 }
 _PLAIN_FLAGS = {"instance_type": "instance_type", "threads": "threads", "device": "device", "concurrency": "concurrency",
                 "tdp_w": "tdp_w", "trial_timeout_s": "trial_timeout_s", "processes": "processes",
                 "usd_per_hour": "usd_per_hour", "price_note": "price_note"}
 _MEASURE_FLAGS = {"duration": "min_duration_s", "min_iters": "min_iters", "max_duration": "max_duration_s",
                   "ci_target": "target_p50_rel_halfwidth"}
+
+
+def parse_tokens(text: str, flag: str) -> list[int]:
+    """'128,1024' -> [128, 1024]; UsageError naming the flag for anything but positive integers."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(f"{flag}: {part!r} is not a number of tokens") from None
+        if value <= 0:
+            raise UsageError(f"{flag}: {value} tokens; give at least 1" + (" (a generate call must produce a token)"
+                                                                           if flag == "--output-tokens" else ""))
+        out.append(value)
+    if not out:
+        raise UsageError(f"{flag}: empty list")
+    return list(dict.fromkeys(out))
 
 
 def _flag_problem(problem: Any) -> str:
@@ -92,6 +112,13 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
     for flag, key in _PLAIN_FLAGS.items():
         if flags.get(flag) is not None:
             doc[key] = flags[flag]
+    if flags.get("workload") is not None:
+        doc["workload"] = flags["workload"]
+    for flag, key in (("prompt_tokens", "--prompt-tokens"), ("output_tokens", "--output-tokens")):
+        if flags.get(flag) is not None:
+            doc[flag] = parse_tokens(flags[flag], key)
+            if doc.get("workload") != "generate":
+                raise UsageError(f"{key} goes with --workload generate (an LLM's prompt and output lengths)")
     if flags.get("price_note") is not None:
         if flags.get("usd_per_hour") is None and base.usd_per_hour is None:
             raise UsageError("--price-note describes a --usd-per-hour price; give the price too")
@@ -113,6 +140,7 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
         doc["accuracy"]["enabled"] = False
     if flags.get("quick"):
         doc["idle_power_s"] = min(base.idle_power_s, 0.3)
+        doc["generate"] = dataclasses.asdict(GenerateSettings.quick())
     config, problems = validate(doc)
     if problems:
         raise UsageError("; ".join(_flag_problem(p) for p in problems))

@@ -44,14 +44,24 @@ class Trial:
     precision: str
     batch_size: int
     scenario: str = "single-stream"
+    workload: str = "inference"  # "generate": an LLM trial (hwbench.measure.gentrial)
+    prompt_tokens: int = 0  # generate only
+    output_tokens: int = 0  # generate only
 
     @property
     def trial_id(self) -> str:
         from hwbench.results.store import safe_name
 
+        if self.workload == "generate":
+            return safe_name(f"{self.model}__{self.adapter}__{self.precision}__b{self.batch_size}__"
+                             f"p{self.prompt_tokens}__o{self.output_tokens}__generate")
         return safe_name(f"{self.model}__{self.adapter}__{self.precision}__b{self.batch_size}__{self.scenario}")
 
     def is_reference(self) -> bool:
+        if self.workload == "generate":
+            from hwbench.measure.gentrial import is_reference
+
+            return is_reference(self)
         return self.adapter == REFERENCE_ADAPTER and self.precision == REFERENCE_PRECISION
 
 
@@ -94,6 +104,10 @@ def _instance_columns(ctx: TrialContext) -> dict[str, Any]:
 
 
 def base_record(trial: Trial, spec: ModelSpec | None, ctx: TrialContext) -> TrialRecord:
+    if trial.workload == "generate":  # spec is an LlmSpec (or None)
+        from hwbench.measure.gentrial import generate_base_record
+
+        return generate_base_record(trial, spec, ctx)  # type: ignore[arg-type]
     return TrialRecord(
         run_id=ctx.run_id,
         trial_id=trial.trial_id,
@@ -226,6 +240,10 @@ def stamp_timings(rec: TrialRecord, timings: dict[str, float]) -> None:
 
 def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRecord, np.ndarray | None]:
     """Run one trial; every outcome becomes a record (ok, unsupported or error)."""
+    if trial.workload == "generate":  # spec is an LlmSpec: an LLM generating tokens
+        from hwbench.measure.gentrial import run_generate_trial
+
+        return run_generate_trial(trial, spec, ctx)  # type: ignore[arg-type]
     timings = {"trial_start": time.time()}
     rec = base_record(trial, spec, ctx)
     cfg = ctx.config

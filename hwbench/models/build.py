@@ -122,6 +122,10 @@ def resolve(name_or_path: str, cache_dir: Path | None = None, dims: dict[str, in
     entry = BY_NAME.get(text.lower())
     if entry is not None:
         return _resolve_builtin(entry, cache_root(cache_dir), checked)
+    from hwbench.models.zoo.llama import BY_NAME as LLMS
+
+    if text.lower() in LLMS:
+        raise ModelError(f"{text} is a generative LLM: profile it with --workload generate")
     path = Path(text).expanduser()
     if text.lower().endswith(".onnx") or "/" in text or os.sep in text or path.exists():
         return _resolve_file(path, checked)
