@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from hwbench.cli import compare, devices, frontier, models, prices, profile
+    from hwbench.cli import compare, devices, fleet, frontier, models, prices, profile
 
     app.command("devices", **devices.COMMAND)(devices.devices)
     app.command("models", **models.COMMAND)(models.models)
@@ -47,6 +47,8 @@ def _register() -> None:
     app.command("frontier", **frontier.COMMAND)(frontier.frontier)
     app.command("prices", **prices.COMMAND)(prices.prices)
     app.command("compare", **compare.COMMAND)(compare.compare)
+    fleet.app.command("profile", **fleet.COMMAND)(fleet.profile)
+    app.add_typer(fleet.app, name="fleet")
 
 
 _register()
