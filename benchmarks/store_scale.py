@@ -6,8 +6,9 @@ and the Ray driver's overhead per trial, side by side.
    process (time and that process's peak RSS). Target (issue 15): at most 1.5 s and 600 MB locally.
 2. Uploads the same folders to a moto S3 server (an emulator, on 127.0.0.1 at a free port) and loads
    them through s3://: same code path, the endpoint set by AWS_ENDPOINT_URL_S3.
-3. Runs one tiny sweep (null adapter, mlp-tiny) directly, and the same sweep as 4 fleet tasks over a
-   4-node local Ray cluster (ray.cluster_utils.Cluster); prints the wall time per trial of each.
+3. Runs one tiny sweep (null adapter, a 4-input ONNX model, 8 trials) directly, then the same sweep as a
+   fleet task on a 4-node local Ray cluster (ray.cluster_utils.Cluster), cold (first task on a fresh
+   cluster) and warm (a second fleet run into a new store); prints the wall time per trial of each.
 
 Every figure is measured on this machine in this run; on a shared host they are noisy, compare the
 ratios. The last line printed is one JSON object.
@@ -78,7 +79,7 @@ def s3_part(root: Path) -> dict[str, float]:
 
     with MotoServer() as server:
         server.create_bucket("bench")
-        s3 = fs.S3FileSystem(endpoint_override=server.endpoint, scheme="http", region="us-east-1")
+        s3 = server.filesystem()
         t0 = time.perf_counter()
         fs.copy_files(str(root), "bench/results", source_filesystem=fs.LocalFileSystem(), destination_filesystem=s3,
                       use_threads=True)
@@ -88,10 +89,61 @@ def s3_part(root: Path) -> dict[str, float]:
         return res
 
 
-def ray_part(tmp: Path) -> dict[str, float]:
-    from hwbench.fleet.bench import driver_overhead
+def _tiny_onnx(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
 
-    return driver_overhead(tmp, nodes=4)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def ray_part(tmp: Path, nodes: int = 4, trials: int = 8) -> dict[str, float]:
+    """The same sweep (null adapter, `trials` batch sizes) run directly, then as one fleet task on a
+    `nodes`-node local cluster: the difference per trial is the driver's overhead (cold worker, pull,
+    mirroring each trial to the store, compaction upload)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from hwbench.fleet.driver import run_fleet
+    from hwbench.fleet.spec import parse_fleet
+    from hwbench.measure.runner import SweepRunner
+
+    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="hwray", dir="/tmp"))
+    os.environ["HWBENCH_CACHE"] = str(tmp / "cache")
+    sweep = {"models": [str(_tiny_onnx(tmp / "tiny.onnx"))], "adapters": ["null"], "precisions": ["fp32"],
+             "batch_sizes": list(range(1, trials + 1)), "idle_power_s": 0, "accuracy": {"enabled": False},
+             "measure": {"warmup_s": 0.02, "warmup_min_iters": 1, "min_duration_s": 0.1, "max_duration_s": 0.3,
+                         "min_iters": 5}}
+    fleet = parse_fleet({"name": "bench", "sweeps": {"s": sweep},
+                         "groups": {"g": {"resource": "bench_node", "sweep": "s"}}})
+    cfg = fleet.groups[0].sweep
+    t0 = time.perf_counter()
+    SweepRunner(cfg, tmp / "direct").run()
+    direct_s = time.perf_counter() - t0
+    obj = 80 * 2**20
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "object_store_memory": obj})
+    try:
+        for _ in range(nodes):
+            cluster.add_node(num_cpus=1, resources={"bench_node": 1}, object_store_memory=obj)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        t0 = time.perf_counter()
+        res = run_fleet(fleet, f"file://{tmp}/fleet-store")
+        fleet_s = time.perf_counter() - t0
+        assert res.complete, [o.error for o in res.outcomes]
+        t0 = time.perf_counter()
+        res = run_fleet(fleet, f"file://{tmp}/fleet-store-warm")
+        warm_s = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return {"trials": trials, "nodes": nodes, "direct_s_per_trial": direct_s / trials,
+            "fleet_s_per_trial": fleet_s / trials, "fleet_warm_s_per_trial": warm_s / trials,
+            "overhead_s_per_trial": (fleet_s - direct_s) / trials, "warm_overhead_s_per_trial": (warm_s - direct_s) / trials}
 
 
 def main() -> None:
@@ -120,7 +172,8 @@ def main() -> None:
         if not args.skip_ray:
             ray = ray_part(tmp)
             print(f"sweep direct: {ray['direct_s_per_trial']:.3f} s/trial; through Ray (4 nodes): "
-                  f"{ray['fleet_s_per_trial']:.3f} s/trial; overhead {ray['overhead_s_per_trial']:+.3f} s/trial", flush=True)
+                  f"{ray['fleet_s_per_trial']:.3f} s/trial cold, {ray['fleet_warm_s_per_trial']:.3f} warm; overhead "
+                  f"{ray['overhead_s_per_trial']:+.3f} s/trial cold, {ray['warm_overhead_s_per_trial']:+.3f} warm", flush=True)
             result["ray"] = ray
         print(json.dumps(result))
     finally:
