@@ -120,12 +120,14 @@ def _added_after(version: int) -> set[str]:
     return {name for v in range(version + 1, SCHEMA_VERSION + 1) for name in MIGRATIONS.get(v, {})}
 
 
-def _versions(fmt: Any, filesystem: Any, paths: list[str], schema: pa.Schema) -> list[int]:
-    """Each file's schema version from its footer, checked: ResultsError names a bad file."""
+def _versions(fragments: list[Any], schema: pa.Schema) -> list[int]:
+    """Each file's schema version from its footer, checked: ResultsError names a bad file. The footer
+    parsed here stays with its fragment, so the scan does not read it again."""
 
-    def one(path: str) -> int:
+    def one(frag: Any) -> int:
+        path = frag.path
         try:
-            phys = fmt.make_fragment(path, filesystem=filesystem).physical_schema
+            phys = frag.physical_schema
         except (OSError, pa.ArrowException, ValueError) as e:
             raise ResultsError(f"{path} is truncated or not a Parquet file ({type(e).__name__}: {e})") from e
         meta = phys.metadata or {}
@@ -144,10 +146,10 @@ def _versions(fmt: Any, filesystem: Any, paths: list[str], schema: pa.Schema) ->
             raise ResultsError(f"{path} lacks columns {', '.join(missing[:5])}")
         return v
 
-    if len(paths) < 4:
-        return [one(p) for p in paths]
+    if len(fragments) < 4:
+        return [one(f) for f in fragments]
     with ThreadPoolExecutor(FOOTER_THREADS) as pool:
-        return list(pool.map(one, paths))
+        return list(pool.map(one, fragments))
 
 
 def _migrate(table: pa.Table, version: int) -> pa.Table:
@@ -174,14 +176,15 @@ def read_tables(listings: Iterable[RunListing], compacted: str, sub: str, schema
         if not paths:
             continue
         filesystem = listing.location.fs
-        versions = _versions(fmt, filesystem, paths, schema)
+        fragments = list(ds.dataset(paths, schema=schema, format=fmt, filesystem=filesystem).get_fragments())
+        versions = _versions(fragments, schema)
         # one pass per version, older first, in file order within it: a newer copy of a trial wins
         for v in sorted(set(versions)):
             if wanted is not None and v not in wanted:
                 continue
-            chosen = [p for p, pv in zip(paths, versions) if pv == v]
+            chosen = [f for f, fv in zip(fragments, versions) if fv == v]
             try:
-                data = ds.dataset(chosen, schema=schema, format=fmt, filesystem=filesystem)
+                data = ds.FileSystemDataset(chosen, schema, fmt, filesystem)
                 table = data.to_table(filter=expr)
             except (OSError, pa.ArrowException) as e:
                 raise ResultsError(f"cannot read results at {listing.location.display()}: {e}") from e
