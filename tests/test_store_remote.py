@@ -147,3 +147,25 @@ def test_frontier_reads_s3_directly(s3: MotoServer, tmp_path: Path) -> None:
     assert '"points"' in res.stdout
     assert "testing" not in res.stdout + res.stderr  # the (fake) secret key never reaches output
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_profile_out_s3_mirrors_the_run_as_it_goes(s3: MotoServer, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hwbench.measure.session import build_config, run_profile
+    from hwbench.measure.settings import SweepConfig
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    model = tmp_path / "tiny.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    cfg = build_config(SweepConfig(idle_power_s=0), model=str(model), adapter="null", precision="fp32", batch="1,2",
+                       duration=0.05, max_duration=0.2, min_iters=5, no_accuracy=True)
+    seen = []
+    result = run_profile(cfg, f"s3://{BUCKET}/profiled", on_event=lambda kind, data: seen.append(kind))
+    assert "trial_done" in seen and any("mirrored to s3://" in n for n in result.notes)
+    df = load_records(f"s3://{BUCKET}/profiled")
+    assert sorted(df.batch_size) == [1, 2] and (df.status == "ok").all()
+    assert df.run_id.unique().tolist() == [result.run_dir.name]
