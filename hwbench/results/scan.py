@@ -29,7 +29,7 @@ from hwbench.results.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
 )
-from hwbench.results.uri import Location, is_uri, open_location
+from hwbench.results.uri import Location, open_location
 
 MANIFEST = "manifest.json"
 FOOTER_THREADS = 16  # footers read at once: on an object store each is a round trip or two
@@ -216,7 +216,7 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 def locations_of(paths: Iterable[Any]) -> list[RunListing]:
     """One listing per path or URI; ResultsError when none of them holds a run."""
     paths = list(paths)
-    listings = [list_runs(p if is_uri(str(p)) else p) for p in paths]
+    listings = [list_runs(p) for p in paths]
     if not any(lst.runs for lst in listings):
         raise ResultsError(f"no hwbench runs found under {', '.join(map(str, paths))}")
     return listings

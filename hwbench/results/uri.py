@@ -74,6 +74,11 @@ def _s3(netloc: str) -> Any:
         kw["region"] = region
     elif endpoint:
         kw["region"] = "us-east-1"  # a custom endpoint has no region to discover
+    else:
+        try:
+            kw["region"] = fs.resolve_s3_region(netloc)  # AWS: the bucket's own region (one HEAD request)
+        except (OSError, ValueError):
+            pass  # the SDK's default; an access error is reported on first use, with the bucket's name
     return fs.S3FileSystem(**kw)  # keys: the AWS provider chain (env, ~/.aws, instance/IRSA roles)
 
 
