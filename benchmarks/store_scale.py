@@ -111,7 +111,7 @@ def ray_part(tmp: Path, nodes: int = 4, trials: int = 8) -> dict[str, float]:
     from hwbench.fleet.spec import parse_fleet
     from hwbench.measure.runner import SweepRunner
 
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="hwray", dir="/tmp"))
+    os.environ["RAY_TMPDIR"] = str(tmp / "ray")  # inside the benchmark's folder, removed with it
     os.environ["HWBENCH_CACHE"] = str(tmp / "cache")
     sweep = {"models": [str(_tiny_onnx(tmp / "tiny.onnx"))], "adapters": ["null"], "precisions": ["fp32"],
              "batch_sizes": list(range(1, trials + 1)), "idle_power_s": 0, "accuracy": {"enabled": False},

@@ -69,7 +69,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     raytmp = tempfile.mkdtemp(prefix="hwray", dir="/tmp")
     with MotoServer() as s3:
         os.environ.update(s3.env())
-        os.environ.update({"HWBENCH_CACHE": str(cache), "RAY_TMPDIR": raytmp})
+        # TMPDIR: the nodes' staging folders (a lost node leaves its own) stay in pytest's temporary tree
+        os.environ.update({"HWBENCH_CACHE": str(cache), "RAY_TMPDIR": raytmp,
+                           "TMPDIR": str(tmp_path_factory.mktemp("fleet-staging"))})
         s3.create_bucket("fleet")
         MODEL[:] = [str(tiny_onnx(cache / "tiny.onnx"))]
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,

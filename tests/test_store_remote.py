@@ -149,7 +149,9 @@ def test_frontier_reads_s3_directly(s3: MotoServer, tmp_path: Path) -> None:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_profile_out_s3_mirrors_the_run_as_it_goes(s3: MotoServer, tmp_path: Path) -> None:
+def test_profile_out_s3_mirrors_the_run_as_it_goes(s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
     import onnx
     from onnx import TensorProto, helper
 
@@ -163,9 +165,10 @@ def test_profile_out_s3_mirrors_the_run_as_it_goes(s3: MotoServer, tmp_path: Pat
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
     cfg = build_config(SweepConfig(idle_power_s=0), model=str(model), adapter="null", precision="fp32", batch="1,2",
                        duration=0.05, max_duration=0.2, min_iters=5, no_accuracy=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept local copy stays in the test's folder
     seen = []
     result = run_profile(cfg, f"s3://{BUCKET}/profiled", on_event=lambda kind, data: seen.append(kind))
     assert "trial_done" in seen and any("mirrored to s3://" in n for n in result.notes)
     df = load_records(f"s3://{BUCKET}/profiled")
     assert sorted(df.batch_size) == [1, 2] and (df.status == "ok").all()
-    assert df.run_id.unique().tolist() == [result.run_dir.name]
+    assert df.run_id.unique().tolist() == [result.run_dir.name] and result.run_dir.is_relative_to(tmp_path)
