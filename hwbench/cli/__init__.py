@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from hwbench.cli import compare, devices, frontier, models, plan, prices, profile
+    from hwbench.cli import compare, devices, fleet, frontier, models, plan, prices, profile
 
     app.command("devices", **devices.COMMAND)(devices.devices)
     app.command("models", **models.COMMAND)(models.models)
@@ -48,6 +48,8 @@ def _register() -> None:
     app.add_typer(prices.app, name="prices", **prices.COMMAND)  # `prices` and `prices update`
     app.command("compare", **compare.COMMAND)(compare.compare)
     app.command("plan", **plan.COMMAND)(plan.plan)
+    fleet.app.command("profile", **fleet.COMMAND)(fleet.profile)
+    app.add_typer(fleet.app, name="fleet")
 
 
 _register()

@@ -125,7 +125,7 @@ def profile(
     max_duration: Annotated[Optional[float], typer.Option("--max-duration-s", help=f"Cap on each trial's timed window in seconds (default {_M.max_duration_s:g}; at least --duration-s).")] = None,
     ci_target: Annotated[Optional[float], typer.Option("--ci-target", help=f"Stop a trial once its p50's 95% interval is within this relative half-width (default {_M.target_p50_rel_halfwidth:g}: +-{_M.target_p50_rel_halfwidth:.0%}).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help=f"Short trials for smoke tests and CI ({_Q.min_duration_s:g} s, at least {_Q.min_iters} iterations; records flagged when too short).")] = False,
-    out: OutDir = Path("results"),
+    out: OutDir = "results",
     instance: Annotated[Optional[str], typer.Option("--instance", help="Instance type this machine is, e.g. c7i.xlarge, or 'auto' (detect, else assume from the CPU; stated). Used for pricing.")] = None,
     usd_per_hour: Annotated[Optional[float], typer.Option("--usd-per-hour", help="What an hour of this machine costs, for a machine you price yourself.")] = None,
     price_note: Annotated[Optional[str], typer.Option("--price-note", help="Where the --usd-per-hour figure comes from (shown as the price basis).")] = None,

@@ -208,12 +208,22 @@ def sweep_size(cfg: SweepConfig) -> SweepSize:
     return SweepSize(trials, trials * per * (m.warmup_s + m.min_duration_s), trials * per * (m.warmup_s + m.max_duration_s))
 
 
-def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retry_errors: bool = False,
+def run_profile(cfg: SweepConfig, out: Path | str, *, resume: Path | None = None, retry_errors: bool = False,
                 on_event: Event | None = None) -> SweepResult:
     """Run (or complete, with `resume`) the sweep `cfg` into a run folder under `out`; return its records.
+    `out` may be a store URI (s3://, gs://, az://, file://: hwbench.measure.mirrored).
     Adapters named in the config are required; with none named, every available CPU adapter runs."""
     if retry_errors and resume is None:
         raise UsageError("--retry-errors goes with --resume RUN_DIR")
+    from hwbench.results.uri import is_uri, open_location
+
+    if resume is None and is_uri(str(out)):
+        loc = open_location(str(out))
+        if not loc.atomic_rename:
+            from hwbench.measure.mirrored import run_into_store
+
+            return run_into_store(cfg, loc, on_event=on_event, explicit_adapters=bool(cfg.adapters))
+        out = Path(loc.root)
     from hwbench.measure.runner import SweepRunner  # imported late: bad flags fail without loading pandas and scipy
 
     runner = SweepRunner(cfg, out, on_event=on_event, resume_dir=resume, explicit_adapters=bool(cfg.adapters),

@@ -315,21 +315,28 @@ def find_runs(paths: Iterable[Path | str]) -> list[Path]:
     return runs
 
 
-def load_records(paths: Iterable[Path | str]) -> pd.DataFrame:
-    """Every trial record of every run under `paths`, one DataFrame with RECORD_COLUMNS."""
-    runs = find_runs(paths)
-    for run in runs:  # a run whose manifest is not one is refused, not quietly used
-        read_manifest(run, require=("run_id",))
-    frames = [load_run_records(r) for r in runs]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return RECORD_SCHEMA.empty_table().to_pandas()
-    df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates(subset=["run_id", "trial_id"], keep="last")[list(RECORD_COLUMNS)].reset_index(drop=True)
+def _as_list(paths: Iterable[Path | str] | Path | str) -> list[Path | str]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
-def load_latencies(paths: Iterable[Path | str]) -> pd.DataFrame:
+def load_records(paths: Iterable[Path | str] | Path | str, *, models: list[str] | None = None,
+                 since: str | None = None, until: str | None = None,
+                 schema_versions: list[int] | None = None) -> pd.DataFrame:
+    """Every trial record of every run under `paths` (folders, or s3:// gs:// az:// file:// URIs), one
+    DataFrame with RECORD_COLUMNS. The filters are pushed down to the Parquet scan (hwbench.results.scan):
+    `models`, `since` <= started_at < `until` (ISO 8601 UTC), `schema_versions` (as written)."""
+    from hwbench.results.scan import Filters
+    from hwbench.results.scan import load_records as scan_records
+
+    targets = _as_list(paths)
+    local = [p for p in targets if "://" not in str(p) or str(p).startswith("file://")]
+    for run in find_runs([str(p).removeprefix("file://") for p in local]) if local else []:
+        read_manifest(run, require=("run_id",))  # a run whose manifest is not one is refused, not quietly used
+    return scan_records(targets, Filters(models, since, until, schema_versions))
+
+
+def load_latencies(paths: Iterable[Path | str] | Path | str) -> pd.DataFrame:
     """Raw per-batch latencies (run_id, trial_id, iteration, latency_ns) of every run under `paths`."""
-    frames = [_read_many(r, LATENCIES, "latencies", LATENCY_SCHEMA) for r in find_runs(paths)]
-    df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates(subset=["run_id", "trial_id", "iteration"], keep="last").reset_index(drop=True)
+    from hwbench.results.scan import load_latencies as scan_latencies
+
+    return scan_latencies(_as_list(paths))
