@@ -13,7 +13,7 @@ FP8 = "fp8"
 
 ALL: tuple[str, ...] = (FP32, TF32, FP16, BF16, INT8, FP8)
 
-SCENARIOS: tuple[str, ...] = ("single-stream", "offline")
+SCENARIOS: tuple[str, ...] = ("single-stream", "offline", "server")
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:

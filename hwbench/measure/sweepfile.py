@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from hwbench.adapter import registry
 from hwbench.errors import ConfigError
 from hwbench.precision import ALL, SCENARIOS
-from hwbench.measure.settings import AccuracySettings, MeasureSettings, SweepConfig
+from hwbench.measure.settings import AccuracySettings, MeasureSettings, ServerSettings, SweepConfig
 
 MAX_FILE_BYTES = 1 << 20
 MAX_BATCH = 65536
@@ -242,6 +242,10 @@ class _Section(BaseModel):
 _M = MeasureSettings()
 _A = AccuracySettings()
 _S = SweepConfig()
+_V = ServerSettings()
+MAX_RATE_RPS = 1e6  # as hwbench.measure.arrivals.MAX_RATE_RPS
+MAX_RATES = 64
+MAX_SERVER_BATCH = 4096
 
 
 class MeasureModel(_Section):
@@ -286,6 +290,35 @@ class AccuracyModel(_Section):
     max_mean_rel_err: Num("a relative error >= 0", ge=0.0, le=1e6) = _A.max_mean_rel_err
     min_items: BATCH = _A.min_items
     seed: Int(0, 2**32 - 1, "an integer from 0 to 4294967295") = _A.seed
+
+
+class ServerModel(_Section):
+    """[server]: the server scenario's load, batching, validity and search (hwbench.measure.settings.ServerSettings)."""
+
+    rates_rps: Annotated[list[Num(f"a rate in requests/s above 0 and up to {MAX_RATE_RPS:g}", gt=0.0, le=MAX_RATE_RPS)],
+                         Field(max_length=MAX_RATES)] = list(_V.rates_rps)
+    slo_p99_ms: Num("a latency in ms above 0 and up to one hour (3600000)", gt=0.0, le=3.6e6) = None  # type: ignore[assignment]
+    burstiness: Num("a gamma shape from 0.01 to 100 (1 = Poisson)", ge=0.01, le=100.0) = _V.burstiness
+    max_batch: Int(1, MAX_SERVER_BATCH, f"a batch size from 1 to {MAX_SERVER_BATCH}") = _V.max_batch
+    max_queue_delay_ms: Num("a delay in ms from 0 up to 60000", ge=0.0, le=60000.0) = _V.max_queue_delay_ms
+    min_duration_s: DURATION = _V.min_duration_s
+    min_queries: Int(1, 10**8, "a positive integer up to 100000000") = _V.min_queries
+    max_duration_s: DURATION = Field(_V.max_duration_s, validate_default=True)
+    drain_s: Num("a duration in seconds from 0 up to 3600", ge=0.0, le=3600.0) = _V.drain_s
+    max_queue: Int(0, 10**8, "an integer from 0 (unbounded) up to 100000000") = _V.max_queue
+    max_sched_lag_ms: Num("a lag in ms above 0 and up to 60000", gt=0.0, le=60000.0) = _V.max_sched_lag_ms
+    warmup_s: DURATION_OR_ZERO = _V.warmup_s
+    max_rates: Int(1, MAX_RATES, f"an integer from 1 to {MAX_RATES}") = _V.max_rates
+    rel_tol: Num("a relative tolerance from 0.001 to 10", ge=0.001, le=10.0) = _V.rel_tol
+    seed: Int(0, 2**32 - 1, "an integer from 0 to 4294967295") = _V.seed
+
+    @field_validator("max_duration_s")
+    @classmethod
+    def _durations(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_duration_s")
+        if low is not None and low > v:
+            raise _fail(f"{low:g} s is above server.max_duration_s ({v:g} s)", at="min_duration_s")
+        return v
 
 
 class TorchOptions(_Section):
@@ -333,6 +366,27 @@ class SweepModel(_Section):
     allow_emulated: Bool = _S.allow_emulated
     processes: Int(1, MAX_PROCESSES, f"an integer from 1 to {MAX_PROCESSES}") = _S.processes
     adapter_options: AdapterOptionsModel = Field(default_factory=AdapterOptionsModel)
+    server: ServerModel = Field(default_factory=ServerModel, validate_default=True)  # after scenarios, processes, timeout
+
+    @field_validator("server")
+    @classmethod
+    def _server_scenario(cls, v: ServerModel, info: ValidationInfo) -> ServerModel:
+        if "server" not in (info.data.get("scenarios") or ()):
+            return v
+        if not v.rates_rps and v.slo_p99_ms is None:
+            raise _fail("the server scenario needs rates (--rate-rps, sweep file server.rates_rps) or an SLO to "
+                        "search capacity at (--slo-p99-ms, server.slo_p99_ms)", at="scenarios")
+        if (info.data.get("processes") or 1) > 1:
+            raise _fail("the server scenario runs in one process (a capacity search is one sequence of rates); "
+                        "drop --processes", at="processes")
+        timeout = info.data.get("trial_timeout_s")
+        rates = len(v.rates_rps) or v.max_rates
+        worst = rates * (v.max_duration_s + v.drain_s) + v.warmup_s
+        if timeout is not None and worst >= timeout:
+            raise _fail(f"{timeout:g} s may not hold the server scenario's {rates} rate points of up to "
+                        f"{v.max_duration_s:g} + {v.drain_s:g} s each ({worst:g} s): raise it or lower "
+                        "server.max_duration_s / server.max_rates", at="trial_timeout_s")
+        return v
 
     @field_validator("trial_timeout_s")
     @classmethod
@@ -346,13 +400,17 @@ class SweepModel(_Section):
     def to_config(self) -> SweepConfig:
         """The SweepConfig of the keys given (the dataclass keeps the defaults of the others)."""
         given = self.model_dump(exclude_unset=True)
-        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options")}
+        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options", "server")}
         for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios"):
             if k in top:
                 top[k] = tuple(dict.fromkeys(top[k]))
         options = {name: table for name, table in given.get("adapter_options", {}).items() if table}
+        server = dict(given.get("server", {}))
+        if "rates_rps" in server:
+            server["rates_rps"] = tuple(dict.fromkeys(server["rates_rps"]))
         return SweepConfig(measure=MeasureSettings(**given.get("measure", {})),
                            accuracy=AccuracySettings(**given.get("accuracy", {})),
+                           server=ServerSettings(**server),
                            adapter_options=options, **top)
 
 
@@ -440,6 +498,7 @@ def config_doc(config: SweepConfig) -> dict[str, Any]:
     doc = dataclasses.asdict(config)
     out = {k: list(v) if isinstance(v, tuple) else v for k, v in doc.items() if v is not None and v != ()}
     out["adapter_options"] = {k: dict(v) for k, v in config.adapter_options.items()}
+    out["server"] = {k: list(v) if isinstance(v, tuple) else v for k, v in doc["server"].items() if v is not None}
     return out
 
 

@@ -10,6 +10,10 @@ History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/)
      process_p50_spread (repeats in fresh workers), and how the run is priced
      (instance_type_source, price_usd_per_hour, price_note). Version-1 files are migrated on
      read (MIGRATIONS below): the new columns come back empty, processes as 1.
+  3  (hwbench 0.3.0) the server scenario (hwbench.measure.servertrial): one record per offered
+     rate with its queueing and service times, batch sizes, lost requests, the issuer's lag,
+     the LoadGen early-stopping bound it can claim, and the capacity at a p99 SLO shared by the
+     records of one search. Older files get these columns empty.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pyarrow as pa
 
 from hwbench.jsonsafe import json_safe
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_VERSION_KEY = b"hwbench.schema_version"
 
 STATUS_OK = "ok"
@@ -105,6 +109,27 @@ class TrialRecord:
     instance_type_source: str | None = None  # "given", "detected: DMI product name", "assumed: ..."
     price_usd_per_hour: float | None = None  # a price given for this machine (--usd-per-hour)
     price_note: str | None = None  # where that price comes from
+    # --- server scenario (v3) ---
+    # One record per offered rate; latency_p*_ms are then END TO END, scheduled arrival -> completion.
+    offered_rps: float | None = None  # the arrival process's rate
+    achieved_rps: float | None = None  # requests completed / (schedule start -> last completion)
+    burstiness: float | None = None  # gamma shape of the arrival gaps (1 = Poisson)
+    queue_p50_ms: float | None = None  # scheduled arrival -> its batch's start
+    queue_p99_ms: float | None = None
+    service_p50_ms: float | None = None  # its batch's start -> end
+    service_p99_ms: float | None = None
+    batch_sizes_json: str | None = None  # JSON {batch size: batches formed}
+    max_batch: int | None = None  # dynamic batching: the most requests per batch
+    max_queue_delay_ms: float | None = None  # dynamic batching: the oldest request's longest wait for a batch
+    requests_dropped: int | None = None  # refused: the queue was full
+    requests_timed_out: int | None = None  # still queued when the drain window closed
+    sched_lag_p99_ms: float | None = None  # the issuer's actual minus scheduled issue time, p99
+    p99_bound_claimed: str | None = None  # LoadGen early stopping's claimable p99 bound, or why none
+    slo_p99_ms: float | None = None  # the SLO the search (or the rates) were judged against
+    capacity_at_slo_rps: float | None = None  # the highest rate measured to meet the SLO
+    capacity_lo_rps: float | None = None  # bracket: = capacity_at_slo_rps
+    capacity_hi_rps: float | None = None  # bracket: the lowest rate above it measured to fail
+    capacity_search: str | None = None  # the key shared by one search's (or one rate list's) records
     schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:
@@ -146,6 +171,13 @@ MIGRATIONS: dict[int, dict[str, Any]] = {
         "latency_p50_ci_rel_halfwidth": None, "cpu_steal_pct": None, "other_cpu_pct": None, "warnings": [],
         "processes": 1, "process_p50_spread": None, "instance_type_source": None, "price_usd_per_hour": None,
         "price_note": None,
+    },
+    3: {  # --- server scenario (v3) ---
+        "offered_rps": None, "achieved_rps": None, "burstiness": None, "queue_p50_ms": None, "queue_p99_ms": None,
+        "service_p50_ms": None, "service_p99_ms": None, "batch_sizes_json": None, "max_batch": None,
+        "max_queue_delay_ms": None, "requests_dropped": None, "requests_timed_out": None, "sched_lag_p99_ms": None,
+        "p99_bound_claimed": None, "slo_p99_ms": None, "capacity_at_slo_rps": None, "capacity_lo_rps": None,
+        "capacity_hi_rps": None, "capacity_search": None,
     },
 }
 
