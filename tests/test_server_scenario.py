@@ -287,3 +287,20 @@ def test_a_server_run_keeps_one_record_per_rate_and_their_latencies(tmp_path, ti
 
     lat = pd.read_parquet(result.run_dir / LATENCIES)
     assert lat.groupby("trial_id").size().to_dict() == dict(zip(df["trial_id"], df["n_samples"]))
+
+
+def test_a_server_config_round_trips_through_its_document_and_a_sweep_file(tmp_path):
+    from hwbench.measure.settings import ServerSettings, SweepConfig
+    from hwbench.measure.sweepfile import config_doc, load_sweep, validate
+
+    cfg = SweepConfig(scenarios=("server",), server=ServerSettings(rates_rps=(5.0, 10.0), slo_p99_ms=100.0, max_batch=4,
+                                                                   max_queue_delay_ms=2.0, burstiness=0.5))
+    assert validate(config_doc(cfg)) == (cfg, [])
+    assert SweepConfig.from_dict(cfg.to_dict()) == cfg
+    path = tmp_path / "sweep.toml"
+    path.write_text('scenarios = ["server"]\n[server]\nslo_p99_ms = 50\nmax_batch = 2\nrates_rps = [1, 2.5]\n')
+    got = load_sweep(path).server
+    assert got.slo_p99_ms == 50.0 and got.max_batch == 2 and got.rates_rps == (1.0, 2.5)
+    path.write_text('scenarios = ["server"]\n[server]\nslo_p99_ms = 50\nmax_bacth = 2\n')
+    with pytest.raises(Exception, match="server.max_bacth: unknown key"):
+        load_sweep(path)

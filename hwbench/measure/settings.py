@@ -83,6 +83,24 @@ class ServerSettings:
     rel_tol: float = 0.1  # the search stops once hi / lo <= 1 + rel_tol
     seed: int = 0  # the arrival schedule's seed (each rate point draws from seed + its index)
 
+    def problem(self, scenarios: tuple[str, ...] | list[str], processes: int, trial_timeout_s: float | None) -> tuple[str, str] | None:
+        """(the sweep key at fault, why) when a sweep with these scenarios cannot run the server scenario; else None."""
+        if "server" not in scenarios:
+            return None
+        if not self.rates_rps and self.slo_p99_ms is None:
+            return ("scenarios", "the server scenario needs rates (--rate-rps, sweep file server.rates_rps) or an SLO "
+                                 "to search capacity at (--slo-p99-ms, server.slo_p99_ms)")
+        if processes > 1:
+            return ("processes", "the server scenario runs in one process (a capacity search is one sequence of "
+                                 "rates); drop --processes")
+        rates = len(self.rates_rps) or self.max_rates
+        worst = rates * (self.max_duration_s + self.drain_s) + self.warmup_s
+        if trial_timeout_s is not None and worst >= trial_timeout_s:
+            return ("trial_timeout_s", f"{trial_timeout_s:g} s may not hold the server scenario's {rates} rate points "
+                                       f"of up to {self.max_duration_s:g} + {self.drain_s:g} s each ({worst:g} s): raise "
+                                       "it or lower server.max_duration_s / server.max_rates")
+        return None
+
 
 @dataclass(frozen=True)
 class SweepConfig:

@@ -371,21 +371,11 @@ class SweepModel(_Section):
     @field_validator("server")
     @classmethod
     def _server_scenario(cls, v: ServerModel, info: ValidationInfo) -> ServerModel:
-        if "server" not in (info.data.get("scenarios") or ()):
-            return v
-        if not v.rates_rps and v.slo_p99_ms is None:
-            raise _fail("the server scenario needs rates (--rate-rps, sweep file server.rates_rps) or an SLO to "
-                        "search capacity at (--slo-p99-ms, server.slo_p99_ms)", at="scenarios")
-        if (info.data.get("processes") or 1) > 1:
-            raise _fail("the server scenario runs in one process (a capacity search is one sequence of rates); "
-                        "drop --processes", at="processes")
-        timeout = info.data.get("trial_timeout_s")
-        rates = len(v.rates_rps) or v.max_rates
-        worst = rates * (v.max_duration_s + v.drain_s) + v.warmup_s
-        if timeout is not None and worst >= timeout:
-            raise _fail(f"{timeout:g} s may not hold the server scenario's {rates} rate points of up to "
-                        f"{v.max_duration_s:g} + {v.drain_s:g} s each ({worst:g} s): raise it or lower "
-                        "server.max_duration_s / server.max_rates", at="trial_timeout_s")
+        d = info.data
+        problem = ServerSettings(**v.model_dump()).problem(d.get("scenarios") or (), d.get("processes") or 1,
+                                                           d.get("trial_timeout_s"))
+        if problem:
+            raise _fail(problem[1], at=problem[0])
         return v
 
     @field_validator("trial_timeout_s")
