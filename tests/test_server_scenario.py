@@ -256,13 +256,40 @@ def _hwbench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=180)
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_FLAGS = [
     ((), "--scenario: the server scenario needs rates"),
     (("--rate-rps", "5,-1"), "--rate-rps[1]: expected a rate"),
     (("--rate-rps", "5,fast"), "--rate-rps: 'fast' is not a number"),
     (("--slo-p99-ms", "nan"), "--slo-p99-ms: expected a latency"),
+    (("--slo-p99-ms", "inf"), "--slo-p99-ms: expected a latency"),
     (("--slo-p99-ms", "100", "--max-batch", "0"), "--max-batch: expected a batch size"),
-])
+    (("--slo-p99-ms", "100", "--max-batch", "100000"), "--max-batch: expected a batch size"),
+    (("--slo-p99-ms", "100", "--burstiness", "0"), "--burstiness: expected a gamma shape"),
+    (("--slo-p99-ms", "100", "--max-queue-delay-ms", "-1"), "--max-queue-delay-ms: expected a delay"),
+    (("--slo-p99-ms", "100", "--processes", "2"), "--processes: the server scenario runs in one process"),
+    (("--slo-p99-ms", "100", "--timeout-s", "60"), "--timeout-s: 60 s may not hold"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_FLAGS)
+def test_bad_server_flags_are_usage_errors(args, message):
+    """Every bad flag through the sweep model, in process (the same check the CLI makes)."""
+    from hwbench.errors import UsageError
+    from hwbench.measure.session import requested_config
+
+    flags = {"model": "mlp-tiny", "adapter": "null", "scenario": "server"}
+    it = iter(args)
+    for flag in it:
+        value = next(it)
+        key = flag.lstrip("-").replace("-", "_")
+        key = {"timeout_s": "trial_timeout_s"}.get(key, key)
+        flags[key] = value if key == "rate_rps" else (int(value) if key in ("max_batch", "processes") else float(value))
+    with pytest.raises(UsageError) as e:
+        requested_config(flags)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("args,message", [BAD_FLAGS[0], BAD_FLAGS[1], BAD_FLAGS[3]])
 def test_bad_server_flags_are_one_line_errors(tmp_path, args, message):
     proc = _hwbench(tmp_path, "profile", "mlp-tiny", "--adapter", "null", "--scenario", "server", *args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -270,14 +297,26 @@ def test_bad_server_flags_are_one_line_errors(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
-def test_a_server_run_keeps_one_record_per_rate_and_their_latencies(tmp_path, tiny_models):
+def _add_model(path: Path) -> Path:
+    """A one-Add ONNX model with a dynamic batch axis (no torch needed to build it)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_server_run_keeps_one_record_per_rate_and_their_latencies(tmp_path):
     from hwbench.measure.session import build_config, run_profile
     from hwbench.measure.settings import ServerSettings, SweepConfig
     from hwbench.results.store import LATENCIES, load_run_records
 
-    spec = tiny_models["mlp-tiny"]
+    model = _add_model(tmp_path / "add.onnx")
     base = SweepConfig(idle_power_s=0.0, server=ServerSettings(min_duration_s=0.3, min_queries=60, warmup_s=0.05))
-    cfg = build_config(base, model=str(spec.onnx_path), adapter="null", precision="fp32", scenario="server",
+    cfg = build_config(base, model=str(model), adapter="null", precision="fp32", scenario="server",
                        rate_rps="100,200", slo_p99_ms=50.0, no_accuracy=True)
     result = run_profile(cfg, tmp_path / "out")
     df = load_run_records(result.run_dir)

@@ -34,6 +34,7 @@ from hwbench.models.spec import ModelSpec
 from hwbench.results.schema import STATUS_OK, TrialRecord, settings_json
 
 LAG_SHARE_OF_P99 = 0.10  # the issuer's lag is material above max_sched_lag_ms AND above this share of the p99
+LATE_ISSUER = "the issuer ran late"
 START_UTILISATION = 0.5  # the search's first rate: half of what batch-1 service time alone could serve
 
 
@@ -85,7 +86,7 @@ def point_columns(m: ServerMeasurement, rate_rps: float, server: ServerSettings,
     lag_p99, p99 = out["sched_lag_p99_ms"], out.get("latency_p99_ms")
     if lag_p99 is not None and lag_p99 > server.max_sched_lag_ms:
         material = p99 is None or lag_p99 > LAG_SHARE_OF_P99 * p99
-        text = (f"the issuer ran late: scheduling lag p99 {lag_p99:.3f} ms > {server.max_sched_lag_ms:g} ms"
+        text = (f"{LATE_ISSUER}: scheduling lag p99 {lag_p99:.3f} ms > {server.max_sched_lag_ms:g} ms"
                 + (f" and > {LAG_SHARE_OF_P99:.0%} of the latency p99" if material else ""))
         (reasons if material else warnings).append(text)
     if served == 0:
@@ -95,8 +96,13 @@ def point_columns(m: ServerMeasurement, rate_rps: float, server: ServerSettings,
 
 
 def meets_slo(rec: TrialRecord, slo_p99_ms: float) -> bool:
-    """A rate counts toward capacity when its point is valid and its measured p99 is within the SLO."""
-    return bool(rec.valid and rec.latency_p99_ms is not None and rec.latency_p99_ms <= slo_p99_ms)
+    """A rate counts toward capacity when its measured p99 is within the SLO, nothing was lost and the
+    issuer kept to its schedule. A point cut short of the minimum duration or query count (a slow
+    rate at the schedule cap) still counts, its record flagged invalid: failing it would send the
+    search to ever slower rates, each one capped again."""
+    if rec.latency_p99_ms is None or rec.latency_p99_ms > slo_p99_ms or rec.requests_dropped or rec.requests_timed_out:
+        return False
+    return not any(reason.startswith(LATE_ISSUER) for reason in rec.invalid_reasons)
 
 
 def _slo_warning(rec: TrialRecord, latency_ms: np.ndarray, unserved: int, slo: float) -> None:
@@ -182,6 +188,8 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             rec.capacity_at_slo_rps, rec.capacity_lo_rps, rec.capacity_hi_rps = lo, lo, hi
             if note:
                 rec.warnings.append(f"capacity search: {note}")
+            if lo is not None and rec.offered_rps == lo and not rec.valid:
+                rec.warnings.append("the capacity rests on this point, which is invalid: see invalid_reasons")
     except Exception as e:  # noqa: BLE001 - an adapter failure is a result, not a crash
         record_failure(template, e)
         points.append((template, None))  # the points measured before it are kept

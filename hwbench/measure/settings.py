@@ -74,7 +74,7 @@ class ServerSettings:
     max_queue_delay_ms: float = 0.0  # how long the oldest queued request may wait for a batch to fill
     min_duration_s: float = 2.0
     min_queries: int = 300
-    max_duration_s: float = 60.0
+    max_duration_s: float = 30.0
     drain_s: float = 2.0  # after the last arrival, how long queued requests may still be served
     max_queue: int = 0  # queued requests beyond this are dropped; 0: unbounded
     max_sched_lag_ms: float = 1.0  # issuer lag p99 above this AND above 10% of the latency p99: invalid
