@@ -8,7 +8,8 @@ narrowing step interpolates log p99 linearly in the rate between the bracket's e
 about exponentially in the rate below saturation), kept to the bracket's middle 60% so it never
 does worse than a bisection by much; without both p99s it bisects geometrically.
 
-The capacity is the bracket's low end: a rate that was measured to meet the SLO, never an
+Going down stops early when a failing rate's own service time (the p99 of its batches of one) is above the
+SLO: queueing can only add to it. The capacity is the bracket's low end: a rate that was measured to meet the SLO, never an
 interpolated one. Every rate tried is kept (the rate-latency curve).
 """
 
@@ -26,6 +27,7 @@ class RatePoint:
     rate_rps: float
     meets: bool
     p99_ms: float | None = None
+    service_p99_ms: float | None = None  # batches of one's own p99: above the SLO, no lower rate can meet it
 
 
 @dataclass
@@ -85,8 +87,12 @@ def search_capacity(measure: Callable[[float], RatePoint], slo_p99_ms: float, st
     while len(out.points) < max_rates and (lo is None or hi is None):  # bracket
         if lo is None:
             rate = hi.rate_rps / 2.0
+            if hi.service_p99_ms is not None and hi.service_p99_ms > slo_p99_ms:
+                out.note = (f"the batch-1 service time alone (p99 {hi.service_p99_ms:.4g} ms at {hi.rate_rps:.4g} req/s) "
+                            f"exceeds the {slo_p99_ms:g} ms SLO: no lower rate can meet it")
+                break
             if rate < min_rate_rps:
-                out.note = f"no rate down to {hi.rate_rps:g} req/s met the SLO"
+                out.note = f"no rate down to {hi.rate_rps:.4g} req/s met the SLO"
                 break
             point = take(rate)
             lo, hi = (point, hi) if point.meets else (None, point)

@@ -40,6 +40,7 @@ class ServerMeasurement:
     started_ns: np.ndarray  # when its batch started (NOT_DONE: never served)
     done_ns: np.ndarray  # when its batch finished (NOT_DONE: never served)
     dropped: np.ndarray  # bool: refused, the queue was full
+    batch_of: np.ndarray  # int64: the size of the batch that served it (0: never served)
     batch_sizes: dict[int, int] = field(default_factory=dict)  # batch size -> batches formed
     energy: EnergyReading | None = None
     activity: ActivityWindow | None = None
@@ -63,6 +64,12 @@ class ServerMeasurement:
     def service_ns(self) -> np.ndarray:
         s = self.served
         return self.done_ns[s] - self.started_ns[s]
+
+    @property
+    def single_service_ns(self) -> np.ndarray:
+        """Service times of batches of one: no dynamic batching, no queue, the fastest a request can be served."""
+        one = self.batch_of == 1
+        return self.done_ns[one] - self.started_ns[one]
 
     @property
     def lag_ns(self) -> np.ndarray:
@@ -114,6 +121,7 @@ def measure_server(
     started = np.full(n, NOT_DONE, dtype=np.int64)
     done = np.full(n, NOT_DONE, dtype=np.int64)
     dropped = np.zeros(n, dtype=bool)
+    batch_of = np.zeros(n, dtype=np.int64)
     hist: dict[int, int] = {}
     queue: deque[int] = deque()
     cond = threading.Condition()
@@ -174,6 +182,7 @@ def measure_server(
             t1 = clock() - start
             started[take] = t0
             done[take] = t1
+            batch_of[take] = len(take)
             hist[len(take)] = hist.get(len(take), 0) + 1
     finally:
         state["stop"] = True
@@ -181,4 +190,4 @@ def measure_server(
             issuer.join()
         energy = meter.end() if meter is not None else None
         window = activity.end() if activity is not None else None
-    return ServerMeasurement(sched, issued, started, done, dropped, dict(sorted(hist.items())), energy, window)
+    return ServerMeasurement(sched, issued, started, done, dropped, batch_of, dict(sorted(hist.items())), energy, window)

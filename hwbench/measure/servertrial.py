@@ -35,6 +35,7 @@ from hwbench.results.schema import STATUS_OK, TrialRecord, settings_json
 
 LAG_SHARE_OF_P99 = 0.10  # the issuer's lag is material above max_sched_lag_ms AND above this share of the p99
 LATE_ISSUER = "the issuer ran late"
+MIN_ARRIVALS_IN_CAP = 10.0  # the search goes no lower than 10 expected arrivals within max_duration_s
 START_UTILISATION = 0.5  # the search's first rate: half of what batch-1 service time alone could serve
 
 
@@ -171,7 +172,7 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
                 _slo_warning(rec, m.latency_ns / 1e6, len(offsets) - rec.n_samples, server.slo_p99_ms)
             points.append((rec, m.latency_ns))
             ok = meets_slo(rec, server.slo_p99_ms) if server.slo_p99_ms is not None else rec.valid
-            return RatePoint(rate, ok, rec.latency_p99_ms)
+            return RatePoint(rate, ok, rec.latency_p99_ms, _ms(m.single_service_ns, 99))
 
         slo, note = server.slo_p99_ms, ""
         lo = hi = None
@@ -181,7 +182,8 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
                 lo, hi = bracket_of(tried)
         else:
             start = START_UTILISATION * 1000.0 / max(service_ms, 1e-3)
-            cap = search_capacity(measure, slo, start, server.max_rates, server.rel_tol)
+            cap = search_capacity(measure, slo, start, server.max_rates, server.rel_tol,
+                                  min_rate_rps=MIN_ARRIVALS_IN_CAP / server.max_duration_s)
             lo, hi, note = cap.lo_rps, cap.hi_rps, cap.note
         for rec, _ in points:
             rec.slo_p99_ms = slo
