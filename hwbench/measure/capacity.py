@@ -8,8 +8,8 @@ narrowing step interpolates log p99 linearly in the rate between the bracket's e
 about exponentially in the rate below saturation), kept to the bracket's middle 60% so it never
 does worse than a bisection by much; without both p99s it bisects geometrically.
 
-Going down stops early when a failing rate's own service time (the p99 of its batches of one) is above the
-SLO: queueing can only add to it. The capacity is the bracket's low end: a rate that was measured to meet the SLO, never an
+Going down stops early when a failing rate's own service time (the median of its batches of one) is
+above the SLO: then more than half of all requests exceed it at any rate, queueing only adds. The capacity is the bracket's low end: a rate that was measured to meet the SLO, never an
 interpolated one. Every rate tried is kept (the rate-latency curve).
 """
 
@@ -27,7 +27,7 @@ class RatePoint:
     rate_rps: float
     meets: bool
     p99_ms: float | None = None
-    service_p99_ms: float | None = None  # batches of one's own p99: above the SLO, no lower rate can meet it
+    service_floor_ms: float | None = None  # batches of one's median service: above the SLO, no rate can meet it
 
 
 @dataclass
@@ -87,8 +87,8 @@ def search_capacity(measure: Callable[[float], RatePoint], slo_p99_ms: float, st
     while len(out.points) < max_rates and (lo is None or hi is None):  # bracket
         if lo is None:
             rate = hi.rate_rps / 2.0
-            if hi.service_p99_ms is not None and hi.service_p99_ms > slo_p99_ms:
-                out.note = (f"the batch-1 service time alone (p99 {hi.service_p99_ms:.4g} ms at {hi.rate_rps:.4g} req/s) "
+            if hi.service_floor_ms is not None and hi.service_floor_ms > slo_p99_ms:
+                out.note = (f"the batch-1 service time alone (median {hi.service_floor_ms:.4g} ms at {hi.rate_rps:.4g} req/s) "
                             f"exceeds the {slo_p99_ms:g} ms SLO: no lower rate can meet it")
                 break
             if rate < min_rate_rps:

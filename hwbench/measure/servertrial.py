@@ -35,6 +35,7 @@ from hwbench.results.schema import STATUS_OK, TrialRecord, settings_json
 
 LAG_SHARE_OF_P99 = 0.10  # the issuer's lag is material above max_sched_lag_ms AND above this share of the p99
 LATE_ISSUER = "the issuer ran late"
+MIN_FLOOR_BATCHES = 5  # batches of one needed before their median service time may stop the search going down
 MIN_ARRIVALS_IN_CAP = 10.0  # the search goes no lower than 10 expected arrivals within max_duration_s
 START_UTILISATION = 0.5  # the search's first rate: half of what batch-1 service time alone could serve
 
@@ -172,7 +173,9 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
                 _slo_warning(rec, m.latency_ns / 1e6, len(offsets) - rec.n_samples, server.slo_p99_ms)
             points.append((rec, m.latency_ns))
             ok = meets_slo(rec, server.slo_p99_ms) if server.slo_p99_ms is not None else rec.valid
-            return RatePoint(rate, ok, rec.latency_p99_ms, _ms(m.single_service_ns, 99))
+            single = m.single_service_ns
+            floor = _ms(single, 50) if len(single) >= MIN_FLOOR_BATCHES else None
+            return RatePoint(rate, ok, rec.latency_p99_ms, floor)
 
         slo, note = server.slo_p99_ms, ""
         lo = hi = None
