@@ -202,7 +202,11 @@ class SweepRunner:
             ensure_writable(Path(out_dir))  # fail fast, before any model is exported
         self.notes: list[str] = []
         self._probes: dict[str, Probe] = {}
-        self.generate = config.workload == "generate"  # LLMs: generative adapters, LlmSpecs (hwbench.measure.gentrial)
+
+    @property
+    def generate(self) -> bool:
+        """LLMs: generative adapters and LlmSpecs (hwbench.measure.gentrial)."""
+        return self.config.workload == "generate"
 
     def _probe(self, name: str) -> Probe:
         """Each adapter is probed once per sweep (a probe may import a runtime or open a device)."""
