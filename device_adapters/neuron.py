@@ -31,6 +31,7 @@ import numpy as np
 
 from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
 from hwbench.adapter.kit import atomic_build, cache_root, neuron_effective
+from hwbench.adapter.kit import cached as kit_cached
 from hwbench.host.accelerators import neuron_devices, neuron_problem
 from hwbench.models.spec import ModelSpec
 
@@ -128,7 +129,7 @@ class NeuronAdapter(Adapter):
         version = getattr(torch_neuronx, "__version__", "?")
         key = compile_cache_key(model.sha256, precision, batch_size, version, model.input_shapes(batch_size))
         cached = cache_root(self.options) / "neuron" / f"{model.name}-{precision}-b{batch_size}-{key}.pt"
-        hit = cached.exists()
+        hit = kit_cached(cached)  # size and hash checked: a damaged entry is compiled again
         if hit:
             self._traced = torch.jit.load(str(cached))
         else:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
-from hwbench.adapter.kit import atomic_build, cache_root, cpu_effective, outputs_in_batches, parse_device
+from hwbench.adapter.kit import atomic_build, cache_root, cached, cpu_effective, outputs_in_batches, parse_device
 from hwbench.errors import AdapterUnavailable, UnsupportedPoint, UsageError
 from hwbench.host.isa import PrecisionSupport
 from hwbench.models.spec import ModelSpec
@@ -228,7 +228,7 @@ class OpenVinoAdapter(Adapter):
         root = (cache_root(self.options) if self.options.cache_dir else Path(self._scratch_dir())) / "openvino-int8"
         final = root / f"{spec.name}-{key}"
         xml = final / "model.xml"
-        if final.exists():
+        if cached(final):  # size and hash checked: a damaged IR is quantized again
             self._int8_cache = "hit"
             return xml
         samples = make_calibration_set(spec, 1, CALIBRATION_SAMPLES)

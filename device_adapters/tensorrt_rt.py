@@ -41,7 +41,7 @@ from hwbench.adapter.derived import (
     Profile, chunk_ranges, existing_qdq_kind, fp16_model, qdq_model, shape_profile,
 )
 from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
-from hwbench.adapter.kit import atomic_build, cache_root, cuda_effective
+from hwbench.adapter.kit import atomic_build, cache_root, cached, cuda_effective
 from hwbench.errors import HwbenchError
 from hwbench.fsutil import atomic_write_bytes
 from hwbench.host.accelerators import nvidia_gpu, nvidia_gpus, nvidia_problem, process_gpu_memory_mb
@@ -290,7 +290,7 @@ class TensorRtAdapter(Adapter):
         engines.mkdir(parents=True, exist_ok=True)
         engine_path = engines / f"{model.name}-{precision}-{key}.engine"
         logger = trt.Logger(trt.Logger.WARNING)
-        hit = engine_path.exists()
+        hit = cached(engine_path)  # size and hash checked: a damaged engine is built again
         if not hit:
             timing = engines / f"timing-{trt.__version__}-{'.'.join(map(str, cc or (0, 0)))}.cache"
             data = self._build(trt, logger, onnx_path, plan, profile, timing)

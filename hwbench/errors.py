@@ -18,7 +18,9 @@ class ModelError(HwbenchError):
 
 
 class AdapterUnavailable(HwbenchError):
-    """An adapter whose runtime, driver or device is missing here."""
+    """An adapter whose runtime, driver or device is missing here. Exit code 4 when nothing asked for can run."""
+
+    exit_code = 4
 
 
 class UnsupportedPoint(HwbenchError):
@@ -27,6 +29,17 @@ class UnsupportedPoint(HwbenchError):
 
 class ResultsError(HwbenchError):
     """Results that cannot be read: missing, truncated, foreign or from a newer schema."""
+
+
+class StorageError(HwbenchError):
+    """The run folder cannot be written (full disk, quota, I/O error): the message names the path and how
+    to finish the run once there is room. Exit code 1: nothing the user typed was wrong."""
+
+    exit_code = 1
+
+
+class RunLocked(HwbenchError):
+    """A run folder another live hwbench process is writing (its lock names the PID)."""
 
 
 class ConfigError(UsageError):

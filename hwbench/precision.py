@@ -10,8 +10,9 @@ FP16 = "fp16"
 BF16 = "bf16"
 INT8 = "int8"
 FP8 = "fp8"
+INT4 = "int4"  # weight-only, for LLMs (generate workload); no classifier adapter offers it
 
-ALL: tuple[str, ...] = (FP32, TF32, FP16, BF16, INT8, FP8)
+ALL: tuple[str, ...] = (FP32, TF32, FP16, BF16, INT8, FP8, INT4)
 
 SCENARIOS: tuple[str, ...] = ("single-stream", "offline")
 

@@ -30,7 +30,7 @@ def test_atomic_build_publishes_once_and_leaves_no_scratch(tmp_path: Path) -> No
 
     assert atomic_build(target, build, in_folder=True) == target and target.read_text() == "model"
     assert atomic_build(target, build) == target and len(calls) == 1  # cached: not built again
-    assert sorted(p.name for p in target.parent.iterdir()) == ["m.onnx"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [".m.onnx.sha256", "m.onnx"]  # + its checksum
 
 
 def test_a_failed_build_publishes_nothing(tmp_path: Path) -> None:

@@ -153,7 +153,8 @@ def test_profile_bad_input(case: str, tmp_path: Path, add_model: Path) -> None:
 def test_adapter_whose_import_raises_fails_the_profile(tmp_path: Path, add_model: Path) -> None:
     proc = _profile(tmp_path, add_model, ["{model}", "--adapter", "faulty"],
                     HWBENCH_TEST_ADAPTERS="1", HWBENCH_FAULT="importerror")
-    assert_one_line_error(proc, "faulty unavailable here: adapter module failed to import: ImportError: libfaulty.so.1")
+    assert_one_line_error(proc, "faulty unavailable here: adapter module failed to import: ImportError: libfaulty.so.1",
+                          code=4)  # nothing asked for could run (README, "Exit codes")
     assert not list(tmp_path.glob("out/*/manifest.json"))  # failed before any run folder was made
 
 

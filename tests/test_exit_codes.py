@@ -101,10 +101,18 @@ def test_profile_exits_3_when_every_trial_failed(tmp_path: Path, add_model: Path
     assert "Traceback" not in proc.stderr
 
 
-def test_profile_exits_0_when_some_trials_were_measured(tmp_path: Path, add_model: Path) -> None:
+def test_profile_exits_3_when_some_trials_failed_and_others_were_measured(tmp_path: Path, add_model: Path) -> None:
     proc = _profile(tmp_path, add_model, "1,2", "raise@2")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("hwbench: error:")]
+    assert errors == [f"hwbench: error: 1 of 2 trial(s) ended in error, 1 measured; "
+                      f"results: {next((tmp_path / 'out').iterdir())}"], proc.stderr
+
+
+def test_profile_exits_0_when_every_trial_was_measured_or_is_unsupported(tmp_path: Path, add_model: Path) -> None:
+    proc = _profile(tmp_path, add_model, "1,2", "")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "error" in proc.stdout and "hwbench: error:" not in proc.stderr
+    assert "hwbench: error:" not in proc.stderr
 
 
 def test_compare_refuses_an_alpha_outside_0_1(runs: tuple[Path, Path], tmp_path: Path) -> None:
@@ -115,7 +123,7 @@ def test_compare_refuses_an_alpha_outside_0_1(runs: tuple[Path, Path], tmp_path:
 
 
 def test_profile_killed_by_sigterm_exits_143_and_leaves_a_run_that_loads(tmp_path: Path, add_model: Path) -> None:
-    """No handler: SIGTERM's default action (a shell shows 128 + 15 = 143); the folder is as after a SIGKILL."""
+    """SIGTERM stops the sweep as Ctrl-C does: one message with the resume command, exit 143 (128 + 15)."""
     import signal
     import time
 
@@ -139,6 +147,10 @@ def test_profile_killed_by_sigterm_exits_143_and_leaves_a_run_that_loads(tmp_pat
     finally:
         if cli.poll() is None:
             cli.kill()
-    assert cli.returncode == -signal.SIGTERM, cli.stderr.read() if cli.stderr else ""
+    stderr = cli.stderr.read() if cli.stderr else ""
+    assert cli.returncode == 143, stderr
     run_dir = next(out.iterdir())
+    assert "terminated (SIGTERM): completed trials are saved. Resume with:" in stderr, stderr
+    assert f"hwbench profile --resume {run_dir}" in stderr and "Traceback" not in stderr, stderr
+    assert not list(run_dir.rglob("*.tmp*"))
     assert read_manifest(run_dir)["requested"]["batch_sizes"] == [1]

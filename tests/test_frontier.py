@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
+
+from hwbench.analyse.capacity import DEFAULT_MAX_UTILISATION, modelled_capacity_rps
+from hwbench.analyse.sizing import NO_SAMPLES_MODEL
 
 from hwbench.errors import ResultsError, UsageError
 from hwbench.analyse.frontier import (
@@ -42,8 +48,8 @@ def points() -> pd.DataFrame:
         point("m", "cpu.small", 1, 20.0, 60.0, 0.10),     # 0.463 $/1M
         point("m", "cpu.small", 8, 90.0, 120.0, 0.10),    # 0.231 $/1M
         point("m", "gpu.one", 1, 4.0, 400.0, 0.50),       # 0.347 $/1M
-        point("m", "gpu.one", 32, 40.0, 3200.0, 0.50),    # 0.043 $/1M
-        point("m", "gpu.one", 16, 45.0, 1600.0, 0.50),    # dominated by b32
+        point("m", "gpu.one", 32, 40.0, 3200.0, 0.50, concurrency=4),    # 0.043 $/1M
+        point("m", "gpu.one", 16, 45.0, 1600.0, 0.50, concurrency=4),    # dominated by b32
         point("m", "nowhere", 1, 1.0, 1000.0, None),      # unpriced
     ])
 
@@ -79,35 +85,64 @@ def test_energy_estimates_never_compete_with_measurements() -> None:
     assert marked["frontier_basis"].tolist()[2] == "p99 vs energy (estimated)"
 
 
-def test_slo_pick_counts_the_batching_wait(points: pd.DataFrame) -> None:
-    # at 100 req/s: gpu b32 waits 31/100 s = 310 ms (+40 ms p99 = 350 ms); b1 waits 0 (+4 ms)
+def test_slo_pick_counts_the_batching_wait_and_the_queue(points: pd.DataFrame) -> None:
+    # at 100 req/s: gpu b32 waits 31/100 s = 310 ms (+40 ms p99 = 350 ms unloaded); b1 waits 0
     table = slo_table(points, slo_p99_ms=100.0, rate_rps=100.0).set_index(["instance_type", "batch_size"])
     assert table.loc[("gpu.one", 32), "batching_wait_ms"] == pytest.approx(310.0)
     assert table.loc[("gpu.one", 32), "request_latency_p99_ms"] == pytest.approx(350.0)
     assert not table.loc[("gpu.one", 32), "meets_slo"]
-    assert table.loc[("cpu.small", 1), "instances"] == 2  # ceil(100 / 60)
     assert table.loc[("cpu.small", 8), "batching_wait_ms"] == pytest.approx(70.0)
     assert ("nowhere", 1) not in table.index  # unpriced points are never picked
+    # no raw latencies: modelled as M/D/1 at the batch p99 (20 ms), and labelled so
+    cpu = table.loc[("cpu.small", 1)]
+    assert cpu["capacity_source"] == f"modelled: {NO_SAMPLES_MODEL}"
+    capacity, _ = modelled_capacity_rps(np.array([0.020]), 100.0)
+    assert cpu["capacity_rps"] == pytest.approx(capacity)
+    assert cpu["instances"] == math.ceil(100 / capacity) > math.ceil(100 / 60)  # more than throughput alone says
+    assert 20.0 < cpu["request_latency_p99_ms"] <= 100.0  # queueing included, within the SLO
     p = pick(points, "m", slo_p99_ms=100.0, rate_rps=100.0)
-    # candidates within 100 ms: cpu b1 2x0.10=0.20 $/h, gpu b1 1x0.50, gpu b16 waits 150 ms (out), cpu b8 70+90=160 (out)
-    assert (p.instance_type, p.batch_size, p.instances) == ("cpu.small", 1, 2)
-    assert p.fleet_usd_per_hour == pytest.approx(0.20)
-    assert p.utilisation == pytest.approx(100 / 120)
-    assert p.cost_usd_per_1m_at_rate == pytest.approx(0.20 / (100 * 3600) * 1e6)
+    # within 100 ms: cpu b1 4 x 0.10 = 0.40 $/h beats gpu b1 1 x 0.50; gpu b16/b32 and cpu b8 wait too long
+    assert (p.instance_type, p.batch_size, p.instances) == ("cpu.small", 1, math.ceil(100 / capacity))
+    assert p.fleet_usd_per_hour == pytest.approx(0.10 * p.instances)
+    assert p.utilisation == pytest.approx(100 / p.instances / 50.0)  # per instance / the M/D/1 service rate 1/20 ms
+    assert p.utilisation <= DEFAULT_MAX_UTILISATION
+    assert p.capacity_source.startswith("modelled: ") and p.rate_per_instance_rps == pytest.approx(100 / p.instances)
+    assert p.cost_usd_per_1m_at_rate == pytest.approx(p.fleet_usd_per_hour / (100 * 3600) * 1e6)
     assert (p.price_as_of, p.price_source) == ("2025-11-30", "test prices")
+    assert p == _unpruned_cheapest(points, 100.0, 100.0)  # the pruned search finds the full table's answer
+
+
+def _unpruned_cheapest(points: pd.DataFrame, slo: float, rate: float) -> Any:
+    from hwbench.analyse.frontier import _cheapest, _to_pick
+
+    return _to_pick(_cheapest(slo_table(points, slo, rate)), slo, rate, DEFAULT_MAX_UTILISATION)
 
 
 def test_pick_off_the_frontier_when_whole_instances_make_it_cheaper(points: pd.DataFrame) -> None:
     # at 10 req/s and a loose SLO, one cpu.small (0.10 $/h) beats one gpu (0.50 $/h), though the gpu's $/1M is lower
     p = pick(points, "m", slo_p99_ms=1000.0, rate_rps=10.0)
     assert p.instance_type == "cpu.small" and p.instances == 1
-    # at 3000 req/s the gpu b32 fleet (1 x 0.50) beats 25 cpu.small b8 (25 x 0.10 = 2.50)
+    # at 3000 req/s the gpu b32 (4 streams) is at 94% of its throughput on one instance: over the 90% cap, so
+    # 2 instances (1.00 $/h), still cheaper than ~38 cpu.small b8 or 3 gpu b16
     p = pick(points, "m", slo_p99_ms=1000.0, rate_rps=3000.0)
-    assert (p.instance_type, p.batch_size, p.instances) == ("gpu.one", 32, 1)
+    assert (p.instance_type, p.batch_size, p.instances) == ("gpu.one", 32, 2)
+    assert p == _unpruned_cheapest(points, 1000.0, 3000.0)
+
+
+def test_the_utilisation_cap_binds_and_is_never_100_percent(points: pd.DataFrame) -> None:
+    # a loose SLO: the queue would meet it near saturation, the cap keeps each instance below the limit
+    for cap in (0.5, 0.9):
+        p = pick(points, "m", slo_p99_ms=10_000.0, rate_rps=2000.0, max_utilisation=cap)
+        assert p.utilisation <= cap + 1e-9 and p.capacity_rps <= cap * p.throughput_sps + 1e-9
+        assert p.max_utilisation == cap
+    assert pick(points, "m", 10_000.0, 2000.0, max_utilisation=0.5).instances == 2 > pick(points, "m", 10_000.0, 2000.0).instances
+    for bad in (1.0, 0.0, 1.5):
+        with pytest.raises(UsageError, match="utilisation limit"):
+            pick(points, "m", 100.0, 100.0, max_utilisation=bad)
 
 
 def test_no_feasible_pick_names_the_fastest(points: pd.DataFrame) -> None:
-    with pytest.raises(NoFeasiblePick, match="nothing meets p99 <= 2 ms.*gpu.one"):
+    with pytest.raises(NoFeasiblePick, match="nothing meets p99 <= 2 ms.*gpu.one.*modelled"):
         pick(points, "m", slo_p99_ms=2.0, rate_rps=10.0)
     with pytest.raises(UsageError, match="rate"):
         slo_table(points, 10.0, 0.0)
@@ -123,17 +158,18 @@ def test_plan_saving_against_the_cheapest_homogeneous_choice() -> None:
         point("text", "gpu.one", 1, 6.0, 300.0, 0.50),
     ])
     result = plan(df, {"vision": (50.0, 50.0), "text": (100.0, 50.0)})
-    # heterogeneous: vision on 1 cpu.small (0.10), text on 1 gpu (0.50) = 0.60 $/h
-    # homogeneous cpu.small: 1 + ceil(50/10)=5 -> 0.60; gpu: 1 + 1 -> 1.00; cheapest homogeneous is cpu.small at 0.60
-    assert result.total_usd_per_hour == pytest.approx(0.60)
+    # text on cpu.small: its 80 ms p99 leaves 20 ms for queueing under a 100 ms SLO, so it takes hundreds of instances;
+    # vision at 50 req/s needs 5 cpu.small (0.50) or 1 gpu (0.50): one gpu each, and the homogeneous gpu fleet is as cheap
     assert result.picks["text"].instance_type == "gpu.one"
-    assert result.homogeneous_instance_type == "cpu.small"
-    assert result.homogeneous_usd_per_hour == pytest.approx(0.60)
-    assert result.saving_usd_per_hour == pytest.approx(0.0)
-    result = plan(df, {"vision": (50.0, 50.0), "text": (100.0, 100.0)})
-    # text at 100 req/s: 10 cpu.small = 1.00 $/h or 1 gpu = 0.50; homogeneous cpu 1.10, gpu 1.00; mixed 0.60
+    assert result.total_usd_per_hour == pytest.approx(1.00)
     assert result.homogeneous_instance_type == "gpu.one"
-    assert result.saving_usd_per_hour == pytest.approx(0.40)
+    assert result.saving_usd_per_hour == pytest.approx(0.0)
+    result = plan(df, {"vision": (50.0, 20.0), "text": (100.0, 100.0)})
+    # vision at 20 req/s: 2 cpu.small (0.20) beat a gpu (0.50); mixed 0.70 against gpu for both at 1.00
+    assert (result.picks["vision"].instance_type, result.picks["vision"].instances) == ("cpu.small", 2)
+    assert result.total_usd_per_hour == pytest.approx(0.70)
+    assert result.homogeneous_instance_type == "gpu.one"
+    assert result.saving_usd_per_hour == pytest.approx(0.30)
 
 
 def test_export_round_trip(tmp_path: Path, points: pd.DataFrame) -> None:

@@ -32,9 +32,45 @@ def test_builtin_catalog_has_the_issue_prices_dated_and_sourced() -> None:
         assert p is not None, name
         assert (p.accelerator, p.accelerator_count, p.on_demand_usd_per_hour) == (accelerator, count, usd)
         assert (p.provider, p.region, p.as_of) == ("aws", "us-east-1", "2025-11-30")
-    for p in catalog.prices.values():  # every entry, CPU ones included, is dated and sourced
-        assert p.as_of and p.source.startswith("AWS EC2 On-Demand pricing")
+    for p in catalog.prices.values():  # every entry, CPU ones included, is dated, sourced and names its CPU
+        assert p.as_of and p.cpu_vendor and p.cpu_family, p.name
+        assert p.source.startswith({"aws": "AWS EC2 On-Demand pricing", "azure": "Azure Retail Prices API"}[p.provider])
+        assert p.tco is None and p.on_demand_usd_per_hour is not None  # list prices only; TCO is a user file's
     assert catalog.get("c7i.large").accelerator_count == 0
+
+
+def test_builtin_catalog_spans_two_clouds_amd_arm_gpus_and_accelerators() -> None:
+    catalog = load_builtin()
+    prices = list(catalog.prices.values())
+    assert {p.provider for p in prices} == {"aws", "azure"}
+    cpu_only = [p for p in prices if p.accelerator_count == 0]
+    assert {p.cpu_vendor for p in cpu_only} >= {"AMD", "AWS", "Intel", "Microsoft", "Ampere"}
+    assert {p.cpu_family for p in cpu_only if p.cpu_vendor == "AWS"} == {"Graviton3", "Graviton4"}
+    assert {p.accelerator for p in prices} >= {"T4", "L4", "A10G", "H100", "Inferentia2", "Trainium", "A100-80GB"}
+    for p in prices:  # an accelerator instance says which and how many
+        assert (p.accelerator is None) == (p.accelerator_count == 0), p.name
+    # facts as the cited snapshots give them
+    assert catalog.get("c8g.large").on_demand_usd_per_hour == 0.07976 and catalog.get("c8g.large").as_of == "2026-01-19"
+    az = catalog.get("Standard_NC24ads_A100_v4")
+    assert (az.provider, az.region, az.as_of, az.on_demand_usd_per_hour, az.accelerator_count) == \
+        ("azure", "eastus", "2026-06-18", 3.673, 1)
+    assert "karpenter-provider-azure" in az.source
+
+
+def test_the_owned_tco_example_cites_or_flags_every_input() -> None:
+    from hwbench.catalog.prices import OWNED
+
+    example = Path(__file__).parent.parent / "hwbench" / "catalog" / "examples" / "owned_tco.toml"
+    catalog = load_catalog([example])
+    box = catalog.get("example-owned-4xL4")
+    # 40000 / (4 x 8760) + 0.688 kW x 1.58 x 0.1102 $/kWh
+    assert box.usd_per_hour(OWNED) == pytest.approx(40000 / 35040 + 0.688 * 1.58 * 0.1102)
+    assert box.kinds == (OWNED,) and "EXAMPLE" in box.source
+    text = example.read_text(encoding="utf-8")
+    for line in ("capital_usd = 40000    EXAMPLE ASSUMPTION", "lifetime_years = 4     EXAMPLE ASSUMPTION",
+                 "eia.gov", "uptimeinstitute.com"):
+        assert line in text
+    assert catalog.electricity.usd_per_kwh == 0.1102
 
 
 def test_tco_matches_hand_computation() -> None:
@@ -177,14 +213,28 @@ def test_cpu_instances_name_their_cpu_and_the_fields_go_together(tmp_path: Path)
     ('[electricity]\nusd_per_kwh = nan\nas_of = 2026-01-01\nsource = "s"\n', "electricity.usd_per_kwh must be a number, got nan"),
     ('[electricity]\nusd_per_kwh = 0.1\ncolour = 1\n', "electricity: unknown field 'colour'"),
     ('[electricity]\nusd_per_kwh = 0.1\nas_of = 2026-01-01\n', "electricity: needs source"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nreserved_usd_per_hour = 1.2\nreserved_term = "1yr"\n'
+     'as_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: reserved_usd_per_hour (1.2) is above on_demand_usd_per_hour (1): a reservation is a discount"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nreserved_usd_per_hour = 0.6\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: reserved_usd_per_hour and reserved_term go together"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_usd_per_hour = 0.3\nspot_as_of = {future}\n'
+     'spot_source = "spot advisor"\nas_of = 2026-01-01\nsource = "s"\n', "instances.x: spot_as_of {future} is in the future"),
+    ('[instances.x]\non_demand_usd_per_hour = 1.0\nspot_source = "advisor"\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: spot_as_of and spot_source date a spot price: give spot_usd_per_hour"),
+    ('[instances.x]\ncapital_usd = 1\nlifetime_years = 1\npower_w = 1\nusd_per_kwh = 1\npue = 1\n'
+     'reserved_usd_per_hour = 0.5\nreserved_term = "1yr"\nas_of = 2026-01-01\nsource = "s"\n',
+     "instances.x: give either an hourly price or a TCO basis, not both"),
 ])
 def test_contradictions_are_refused(tmp_path: Path, body: str, message: str) -> None:
     import datetime as dt
 
     future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    path = write(tmp_path, body.replace("{future}", future))
     with pytest.raises(ConfigError) as info:
-        load_catalog([write(tmp_path, body.replace("{future}", future))])
+        load_catalog([path])
     assert message.replace("{future}", future) in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{path}: ")  # names the file, and the entry in the message
 
 
 def test_spot_at_or_below_on_demand_and_todays_date_are_accepted(tmp_path: Path) -> None:
@@ -197,3 +247,21 @@ def test_spot_at_or_below_on_demand_and_todays_date_are_accepted(tmp_path: Path)
     catalog = load_catalog([path])
     assert catalog.get("x").spot_usd_per_hour == 1.0 and catalog.get("x").as_of == today
     assert catalog.get("y").accelerator_count == 1  # an accelerator named without a count: one of it
+
+
+def test_pricing_kinds_reserved_spot_and_owned(tmp_path: Path) -> None:
+    from hwbench.catalog.prices import ON_DEMAND, OWNED, PRICE_KINDS, RESERVED, SPOT
+
+    path = write(tmp_path, '[instances.x]\non_demand_usd_per_hour = 1.0\nreserved_usd_per_hour = 0.6\n'
+                           'reserved_term = "1yr standard no upfront"\nspot_usd_per_hour = 0.3\nspot_as_of = 2026-01-05\n'
+                           'spot_source = "given, a spot page, 2026-01-05"\nas_of = 2026-01-01\nsource = "s"\n'
+                           '[instances.box]\ncapital_usd = 8760\nlifetime_years = 1\npower_w = 1000\nusd_per_kwh = 0.1\n'
+                           'pue = 1.5\nas_of = 2026-01-01\nsource = "example"\n')
+    catalog = load_catalog([path])
+    x, box = catalog.get("x"), catalog.get("box")
+    assert PRICE_KINDS == (ON_DEMAND, SPOT, RESERVED, OWNED)
+    assert x.kinds == (ON_DEMAND, SPOT, RESERVED) and box.kinds == (OWNED,)
+    assert [x.usd_per_hour(k) for k in (ON_DEMAND, SPOT, RESERVED)] == [1.0, 0.3, 0.6]
+    assert (x.spot_as_of, x.as_of, x.reserved_term) == ("2026-01-05", "2026-01-01", "1yr standard no upfront")
+    assert box.usd_per_hour(OWNED) == pytest.approx(1.0 + 1.0 * 1.5 * 0.1)  # 8760 $ over 8760 h, plus energy
+    assert catalog.get("g4dn.xlarge").usd_per_hour(RESERVED) is None  # no reserved price: None, never a guess

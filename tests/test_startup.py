@@ -28,7 +28,7 @@ heavy = {heavy!r}
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
 """
 
-COMMANDS = ("devices", "models", "profile", "frontier", "prices", "compare")
+COMMANDS = ("devices", "models", "profile", "frontier", "prices", "compare", "fleet")
 
 
 def _loaded(pre: str = "") -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hwbench.adapter.kit import atomic_build
+from hwbench.adapter.kit import atomic_build, cached
 from hwbench.fsutil import publish
 from hwbench.models.spec import ModelSpec
 
@@ -55,7 +55,7 @@ def _arrays_sha(arrays: Mapping[str, np.ndarray]) -> str:
 def fp16_model(model: ModelSpec, cache_dir: Path) -> Path:
     """An fp16 copy of the model, float32 inputs and outputs kept (cached by model hash)."""
     out = cache_dir / "models" / f"{model.name}-{model.sha256[:16]}-fp16.onnx"
-    if out.exists():
+    if cached(out):
         return out
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -83,7 +83,7 @@ def qdq_model(model: ModelSpec, calibration: Mapping[str, np.ndarray], cache_dir
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     out = cache_dir / "models" / f"{model.name}-{model.sha256[:16]}-qdq-int8-{_arrays_sha(calibration)}.onnx"
-    if out.exists():
+    if cached(out):
         return out
 
     class _Reader(CalibrationDataReader):

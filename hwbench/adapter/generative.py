@@ -34,6 +34,8 @@ from hwbench.models.llmspec import LlmSpec
 if TYPE_CHECKING:
     import numpy as np
 
+    from hwbench.adapter.kit import Placement
+
     from hwbench.adapter.tokens import TokenTiming
 
 Clock = Callable[[], int]  # perf_counter_ns
@@ -49,6 +51,17 @@ class GenerativeAdapter(ABC):
 
     def __init__(self, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()
+
+    @classmethod
+    def placement_for(cls, selector: str) -> "Placement":
+        """Where an instance given `selector` (options.device) runs: picks the power meter (as Adapter's)."""
+        from hwbench.adapter.kit import parse_device
+
+        return parse_device(selector, cls.device_kind)
+
+    @property
+    def placement(self) -> "Placement":
+        return self.placement_for(self.options.device)
 
     @classmethod
     @abstractmethod

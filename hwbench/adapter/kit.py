@@ -8,7 +8,9 @@ never on each other and never on the measurement layer:
   power meter and the runner's idle power, so a trial is metered on the device it ran on.
 - cache_root(): the one cache folder (``~`` expanded), shared with hwbench.models.
 - atomic_build(): build a cached artefact (file or folder) in a private temporary folder and
-  publish it whole (hwbench.fsutil.publish); a concurrent builder's copy wins a lost race.
+  publish it whole (hwbench.fsutil.publish); a concurrent builder's copy wins a lost race. A cached
+  artefact is verified (size and hash, hwbench.fsutil.checksum_problem) before use and rebuilt once
+  when it fails, with a note for the record's warnings; cached() is that check for a caller's shortcut.
 - outputs_in_batches(): outputs of a static-batch artefact for any number of rows.
 - cpu_effective(), cuda_effective(), neuron_effective(): typed device identity (Effective) for
   the host CPU, an NVIDIA GPU (NVML name -> catalog name) and NeuronCores (-> chips).
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwbench.adapter.contract import Adapter, AdapterOptions, ConcurrentRunner, Effective, Probe
 from hwbench.errors import UsageError
-from hwbench.fsutil import publish
+from hwbench.fsutil import checksum_path, checksum_problem, note_rebuilt, publish, write_checksum
 from hwbench.models.spec import ModelSpec
 from hwbench.precision import ALL
 
@@ -103,7 +105,11 @@ def atomic_build(target: Path, build: Callable[[Path], None], in_folder: bool = 
     """
     target = Path(target)
     if target.exists():
-        return target
+        problem = checksum_problem(target)
+        if problem is None:
+            return target
+        note_rebuilt(f"cached {target.name} failed its check ({problem}): rebuilt")
+        _discard(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     cwd = os.getcwd() if in_folder else None
@@ -117,11 +123,27 @@ def atomic_build(target: Path, build: Callable[[Path], None], in_folder: bool = 
         except OSError:
             if not target.exists():
                 raise  # not a lost race
+        else:
+            write_checksum(target)
     finally:
         if cwd is not None:
             os.chdir(cwd)
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def cached(target: Path) -> bool:
+    """True when `target` is in the cache and passes its size and hash check (atomic_build rebuilds it if not)."""
+    return Path(target).exists() and checksum_problem(Path(target)) is None
+
+
+def _discard(target: Path) -> None:
+    """Remove a cached artefact that failed its check (another process may have removed it first)."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        target.unlink(missing_ok=True)
+    checksum_path(target).unlink(missing_ok=True)
 
 
 # -- static batches -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from hwbench.adapter import Adapter, Probe
+from hwbench.adapter.generative import GenerativeAdapter
 from hwbench.errors import UsageError
 from hwbench.plugins import entry_points, load_class  # entry_points: tests patch it here
 
@@ -27,6 +28,14 @@ BUILTIN: dict[str, str] = {
     "ort-trt": "device_adapters.ort_gpu:OrtTensorRtAdapter",
     "neuron": "device_adapters.neuron:NeuronAdapter",
 }
+
+# Generative (LLM) adapters, by the same user-facing names: `--workload generate` looks here
+# (hwbench.adapter.generative.GenerativeAdapter). No entry points yet: built-ins only.
+GENERATIVE: dict[str, str] = {
+    "torch": "device_adapters.pytorch_gen:TorchGenerativeAdapter",
+    "openvino": "device_adapters.openvino_genai:OpenVinoGenAIAdapter",
+}
+GENERATIVE_DEFAULTS: tuple[str, ...] = ("torch", "openvino")
 
 # Only for hwbench's own tests: enabled by HWBENCH_TEST_ADAPTERS=1.
 TEST_ONLY: dict[str, str] = {
@@ -96,3 +105,40 @@ def parse_adapters(text: str) -> list[str]:
     for n in items:
         info(n)
     return list(dict.fromkeys(items))
+
+
+# -- generative adapters (the generate workload) -------------------------------------------
+
+
+def generative_names() -> list[str]:
+    """Every generative adapter name."""
+    return list(GENERATIVE)
+
+
+def generative_info(name: str) -> AdapterInfo:
+    if name not in GENERATIVE:
+        raise UsageError(f"no generative adapter {name!r} for --workload generate; known: {', '.join(GENERATIVE)}")
+    return AdapterInfo(name, GENERATIVE[name], "builtin")
+
+
+def load_generative(name: str) -> type[GenerativeAdapter]:
+    """Import and return a generative adapter class (import errors propagate, as load())."""
+    return load_class(generative_info(name).target, GenerativeAdapter, "GenerativeAdapter")
+
+
+def probe_generative(name: str) -> Probe:
+    """Probe one generative adapter; a module that is missing or fails to import is a probe result."""
+    target = generative_info(name).target
+    try:
+        cls = load_generative(name)
+    except ModuleNotFoundError as e:
+        module = target.partition(":")[0]
+        if e.name == module:
+            return Probe.missing(f"generative adapter module {module} is not part of this hwbench")
+        return Probe.missing(f"generative adapter module failed to import: {e}")
+    except Exception as e:  # noqa: BLE001 - any import failure is a probe result
+        return Probe.missing(f"generative adapter module failed to import: {type(e).__name__}: {e}")
+    try:
+        return cls.probe()
+    except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
+        return Probe.missing(f"probe raised {type(e).__name__}: {e}")

@@ -14,6 +14,8 @@ an instance type by `--instance auto` is listed as unpriced with the reason it c
 
     cost_usd_per_1m   = $/hour / (throughput_sps x 3600) x 10^6   (at full utilisation)
     energy_usd_per_1m = J/inference x 10^6 / 3.6e6 J/kWh x $/kWh
+
+Generate (LLM) points also get $ and J per 1M output and total tokens (hwbench.analyse.llmcost).
 """
 
 from __future__ import annotations
@@ -25,20 +27,23 @@ import numpy as np
 import pandas as pd
 
 from hwbench.errors import ResultsError, UsageError
+from hwbench.analyse.llmcost import LLM_COLUMNS, add_llm_costs
 from hwbench.catalog.prices import ON_DEMAND, SPOT, Electricity, PriceCatalog
+from hwbench.analyse.server import SERVER, SERVER_COLUMNS, collapse_server_rows
 
 ESTIMATED_POWER = "estimate-tdp"
 J_PER_KWH = 3.6e6
-POINT_KEY = ("model", "model_sha256", "hardware", "adapter", "precision", "batch_size", "scenario", "concurrency")
+POINT_KEY = ("model", "model_sha256", "hardware", "adapter", "precision", "batch_size", "scenario", "concurrency",
+             "prompt_tokens", "output_tokens")  # the last two: generate points (None for inference)
 _KEEP = (
     "run_id", "trial_id", "model", "model_sha256", "adapter", "device", "precision", "precision_effective",
     "batch_size", "scenario", "concurrency", "latency_p50_ms", "latency_p99_ms", "throughput_sps",
     "accuracy_ok", "energy_j_per_inference", "avg_power_w", "power_method", "accelerator",
     "accelerators_used", "instance_type", "host", "instance_type_source", "price_usd_per_hour", "price_note", "started_at",
-    "unresolved_percentiles",
+    "unresolved_percentiles", *SERVER_COLUMNS, *LLM_COLUMNS,
 )
-# schema 2: absent from hand-built frames
-_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note", "unresolved_percentiles")
+# schema 2 and 3: absent from hand-built frames
+_OPTIONAL = ("instance_type_source", "price_usd_per_hour", "price_note", "unresolved_percentiles", *SERVER_COLUMNS, *LLM_COLUMNS)
 GIVEN_SOURCE = "--usd-per-hour (given for the machine at run time)"
 
 
@@ -346,8 +351,16 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
     keep = ok if include_inaccurate else ok & ~wrong
     if include_inaccurate and wrong.any():
         notes.append(f"{int(wrong.sum())} point(s) failed the accuracy check and are included (--include-inaccurate)")
-    rows = _latest_per_point(records, np.flatnonzero(keep), hw_codes)
+    rows, curves = np.flatnonzero(keep), {}
+    if (records["scenario"].to_numpy(dtype=object)[rows] == SERVER).any():  # one point per rate-latency curve
+        config = group_ids(records, [c for c in POINT_KEY if c != "hardware"] + ["run_id"], extra=hw_codes)
+        rows, curves = collapse_server_rows(records, rows, config)
+    rows = _latest_per_point(records, rows, hw_codes)
     points = records.loc[rows, list(_KEEP)].reset_index(drop=True)
+    points["rate_curve"] = pd.Series([curves.get(int(r)) for r in rows], dtype=object)
+    if curves:  # a server point's throughput is the rate it achieved within its SLO
+        achieved = pd.to_numeric(points["achieved_rps"], errors="coerce")
+        points["throughput_sps"] = achieved.where((points["scenario"] == SERVER) & achieved.notna(), points["throughput_sps"])
     points["hardware"] = pd.Categorical.from_codes(hw_codes[rows], categories=hw_labels)
     points, unpriced, prices_used = _apply_prices(points, catalog, price_kind)
     energy = pd.to_numeric(points["energy_j_per_inference"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -360,6 +373,7 @@ def build_matrix(records: pd.DataFrame, catalog: PriceCatalog, *, models: Iterab
         items_per_j=np.divide(1.0, energy, out=np.full_like(energy, np.nan), where=energy > 0),
         energy_usd_per_1m=energy_usd_per_1m(energy, catalog.electricity.usd_per_kwh) if catalog.electricity else np.nan,
     )
+    points = add_llm_costs(points)  # $ and J per 1M output / total tokens (generate points; NaN elsewhere)
     notes.extend(_precision_notes(points))
     notes.extend(_assumption_notes(points))
     return Matrix(points=points, invalid=invalid, inaccurate=inaccurate, unpriced=unpriced, prices_used=prices_used,

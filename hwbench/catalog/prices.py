@@ -22,6 +22,12 @@ line, separated by ";"; a real file has one key per line:
     vcpus = 4;  on_demand_usd_per_hour = 0.526;  spot_usd_per_hour = 0.21  # spot optional
     as_of = 2025-11-30;  source = "https://aws.amazon.com/ec2/pricing/on-demand/"
 
+    [instances."c7g.large"]                  # a reserved price and a spot price, each dated and sourced
+    provider = "aws";  accelerator_count = 0;  vcpus = 2;  cpu_vendor = "AWS";  cpu_family = "Graviton3"
+    on_demand_usd_per_hour = 0.0725;  as_of = 2026-01-19;  source = "..."
+    reserved_usd_per_hour = 0.046;  reserved_term = "1yr standard no upfront"  # dated by as_of/source
+    spot_usd_per_hour = 0.03;  spot_as_of = 2026-01-19;  spot_source = "..."  # volatile: its own date
+
     [instances."c6a.large"]                  # a CPU instance: cpu_vendor and cpu_family optional
     provider = "aws";  accelerator_count = 0;  vcpus = 2;  cpu_vendor = "AMD";  cpu_family = "Zen 3"
     on_demand_usd_per_hour = 0.0765;  as_of = 2026-01-19;  source = "..."
@@ -31,12 +37,17 @@ line, separated by ";"; a real file has one key per line:
     capital_usd = 90000;  lifetime_years = 4;  power_w = 2400   # or power_w = "measured"
     usd_per_kwh = 0.12;  pue = 1.4;  as_of = 2026-01-15;  source = "PO 4411"
 
+Pricing kinds (PRICE_KINDS): on-demand, spot, reserved (a committed term, named by
+reserved_term) and owned (the TCO basis). A spot price moves with the market: it may carry its
+own spot_as_of and spot_source (the entry's as_of and source otherwise), and is shown as volatile.
+
 An entry overriding a built-in name keeps the descriptive fields it does not restate
 (provider, accelerators, vCPUs) but must give its own price, as_of and source. Each table
 is checked by a pydantic model (InstanceEntry, ElectricityEntry: unknown fields forbidden).
 Unknown fields, negative or non-finite prices, a PUE below 1, missing dates or sources, a
-spot price above the on-demand one, an as_of date in the future and an accelerator named
-with accelerator_count 0 are refused, all problems in one message.
+spot or reserved price above the on-demand one, an as_of (or spot_as_of) date in the future and an
+accelerator named with accelerator_count 0 are refused, all problems in one message naming the
+file and the entry (these checks stay here, in the loader, so every file is held to them).
 
 cpu_vendor and cpu_family name the instance's processor as hwbench.host.cpu names a host's
 ("AMD" "Zen 3", "Intel" "Sapphire Rapids", "AWS" "Graviton3"); they are given together or not
@@ -64,6 +75,9 @@ PRICE_SCHEMA_VERSION = 1
 BUILTIN_ORIGIN = "built-in"
 ON_DEMAND = "on-demand"
 SPOT = "spot"
+RESERVED = "reserved"
+OWNED = "owned"
+PRICE_KINDS = (ON_DEMAND, SPOT, RESERVED, OWNED)
 TCO = "tco"
 POWER_MEASURED = "measured"
 
@@ -126,16 +140,35 @@ class Price:
     origin: str = BUILTIN_ORIGIN  # "built-in" or the user file it came from
     cpu_vendor: str | None = None  # "AMD", "Intel", "AWS": as hwbench.host.cpu names a host's CPU
     cpu_family: str | None = None  # "Zen 3", "Sapphire Rapids", "Graviton3"
+    reserved_usd_per_hour: float | None = None  # the effective hourly rate of a committed term
+    reserved_term: str | None = None  # "1yr standard no upfront"
+    spot_as_of: str | None = None  # a spot price's own date (volatile); the entry's as_of when None
+    spot_source: str | None = None
 
     @property
     def basis(self) -> str:
         return TCO if self.tco is not None else ON_DEMAND
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The pricing kinds this entry has a price for (owned: the TCO basis)."""
+        if self.tco is not None:
+            return (OWNED,)
+        given = {ON_DEMAND: self.on_demand_usd_per_hour, SPOT: self.spot_usd_per_hour,
+                 RESERVED: self.reserved_usd_per_hour}
+        return tuple(k for k, v in given.items() if v is not None)
+
     def usd_per_hour(self, kind: str = ON_DEMAND, measured_power_w: float | None = None) -> float | None:
-        """The whole instance's hourly price, or None when this entry has no such price."""
+        """The whole instance's hourly price of `kind`, or None when this entry has no such price.
+
+        An owned (TCO) entry answers its TCO whatever the kind: it has only the one cost."""
         if self.tco is not None:
             return self.tco.usd_per_hour(measured_power_w)
-        return self.spot_usd_per_hour if kind == SPOT else self.on_demand_usd_per_hour
+        if kind == SPOT:
+            return self.spot_usd_per_hour
+        if kind == RESERVED:
+            return self.reserved_usd_per_hour
+        return self.on_demand_usd_per_hour
 
 
 @dataclass(frozen=True)
@@ -245,6 +278,10 @@ class InstanceEntry(_Table):
     note: Text = None
     on_demand_usd_per_hour: Usd = None
     spot_usd_per_hour: Usd = None
+    spot_as_of: Date = None
+    spot_source: Text = None
+    reserved_usd_per_hour: Usd = None
+    reserved_term: Text = None
     capital_usd: NonNegative = None
     lifetime_years: _number(strict=True) = None
     power_w: Annotated[float | str | None, PlainValidator(_power)] = None  # or "measured"
@@ -265,7 +302,12 @@ class InstanceEntry(_Table):
         od, spot = self.on_demand_usd_per_hour, self.spot_usd_per_hour
         if od is not None and spot is not None and spot > od:
             out.append(f"spot_usd_per_hour ({spot:g}) is above on_demand_usd_per_hour ({od:g}): spot is a discount")
+        reserved = self.reserved_usd_per_hour
+        if od is not None and reserved is not None and reserved > od:
+            out.append(f"reserved_usd_per_hour ({reserved:g}) is above on_demand_usd_per_hour ({od:g}): "
+                       "a reservation is a discount")
         out += _future(self.as_of, today)
+        out += [f"spot_{p}" for p in _future(self.spot_as_of, today)]
         return out
 
 
@@ -307,7 +349,7 @@ def _presence(raw: Mapping[str, Any], where: str) -> list[str]:
         missing = [k for k in _TCO_FIELDS if k not in raw]
         if missing:
             out.append(f"{where}: an on-premises (TCO) entry also needs {', '.join(missing)}")
-        if "on_demand_usd_per_hour" in raw or "spot_usd_per_hour" in raw:
+        if any(k in raw for k in ("on_demand_usd_per_hour", "spot_usd_per_hour", "reserved_usd_per_hour")):
             out.append(f"{where}: give either an hourly price or a TCO basis, not both")
     elif "on_demand_usd_per_hour" not in raw:
         out.append(f"{where}: needs on_demand_usd_per_hour, or a TCO basis ({', '.join(_TCO_FIELDS)})")
@@ -315,6 +357,10 @@ def _presence(raw: Mapping[str, Any], where: str) -> list[str]:
         out.append(f"{where}: needs a source (where the price comes from)")
     if "as_of" not in raw:
         out.append(f"{where}: needs as_of (the date the price was observed)")
+    if ("reserved_usd_per_hour" in raw) != ("reserved_term" in raw):
+        out.append(f"{where}: reserved_usd_per_hour and reserved_term go together (e.g. \"1yr standard no upfront\")")
+    if ("spot_as_of" in raw or "spot_source" in raw) and "spot_usd_per_hour" not in raw:
+        out.append(f"{where}: spot_as_of and spot_source date a spot price: give spot_usd_per_hour")
     if ("cpu_vendor" in raw) != ("cpu_family" in raw):
         out.append(f"{where}: cpu_vendor and cpu_family go together (give both, e.g. \"AMD\" and \"Zen 3\")")
     return out
@@ -344,7 +390,9 @@ def _parse_instance(name: str, raw: Mapping[str, Any], origin: str, problems: li
                  source=e.source or "", region=e.region, accelerator=e.accelerator, accelerator_count=count,
                  vcpus=e.vcpus, on_demand_usd_per_hour=e.on_demand_usd_per_hour,
                  spot_usd_per_hour=e.spot_usd_per_hour, tco=tco, note=e.note, origin=origin,
-                 cpu_vendor=e.cpu_vendor, cpu_family=e.cpu_family)
+                 cpu_vendor=e.cpu_vendor, cpu_family=e.cpu_family,
+                 reserved_usd_per_hour=e.reserved_usd_per_hour, reserved_term=e.reserved_term,
+                 spot_as_of=e.spot_as_of, spot_source=e.spot_source)
 
 
 def _raw_of(price: Price) -> dict[str, Any]:
@@ -409,6 +457,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"price file {path} is not valid TOML: {e}") from e
+
+
+def check_document(doc: Mapping[str, Any], origin: str) -> PriceCatalog:
+    """Parse a catalog document on its own (no built-in entries under it): how a generated file
+    is checked before it is written. Raises ConfigError naming `origin` and each bad entry."""
+    return _parse_document(doc, origin, None)
 
 
 def load_builtin() -> PriceCatalog:

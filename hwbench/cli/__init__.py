@@ -39,14 +39,17 @@ def _root(
 
 
 def _register() -> None:
-    from hwbench.cli import compare, devices, frontier, models, prices, profile
+    from hwbench.cli import compare, devices, fleet, frontier, models, plan, prices, profile
 
     app.command("devices", **devices.COMMAND)(devices.devices)
     app.command("models", **models.COMMAND)(models.models)
     app.command("profile", **profile.COMMAND)(profile.profile)
     app.command("frontier", **frontier.COMMAND)(frontier.frontier)
-    app.command("prices", **prices.COMMAND)(prices.prices)
+    app.add_typer(prices.app, name="prices", **prices.COMMAND)  # `prices` and `prices update`
     app.command("compare", **compare.COMMAND)(compare.compare)
+    app.command("plan", **plan.COMMAND)(plan.plan)
+    fleet.app.command("profile", **fleet.COMMAND)(fleet.profile)
+    app.add_typer(fleet.app, name="fleet")
 
 
 _register()
@@ -63,6 +66,16 @@ def _enable_completion() -> None:
     except ImportError:  # a typer without it: completion is unavailable, the command still runs
         return
     completion_init()
+
+
+def parser_error(e: Exception) -> str:
+    """A click usage error as one line: the problem and where the help is (click prints a usage box)."""
+    message = e.format_message() if hasattr(e, "format_message") else str(e)
+    message = " ".join(message.split())
+    ctx = getattr(e, "ctx", None)
+    path = ctx.command_path if ctx is not None else "hwbench"
+    message = message.rstrip(".")
+    return f"{message[:1].lower()}{message[1:]} (see '{path} --help')"
 
 
 def main() -> None:
@@ -88,12 +101,8 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("hwbench: interrupted", err=True)
         sys.exit(130)
-    except typer.TyperException as e:  # usage errors from the command-line parser
-        show = getattr(e, "show", None)
-        if show is not None:
-            show()
-        else:
-            typer.echo(f"hwbench: error: {e}", err=True)
+    except typer.TyperException as e:  # usage errors from the command-line parser: one line, as every error
+        typer.echo(f"hwbench: error: {parser_error(e)}", err=True)
         sys.exit(getattr(e, "exit_code", 2) or 2)
     except Exception as e:  # anything unexpected: one line, traceback on demand
         if os.environ.get(DEBUG_ENV):

@@ -153,32 +153,40 @@ def _left_out(matrix: Matrix) -> None:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
-def _picks(points: pd.DataFrame, models: list[str], slo_p99_ms: float, rate: float) -> tuple[dict[str, Any], Plan | None]:
+def _picks(points: pd.DataFrame, models: list[str], slo_p99_ms: float, rate: float,
+           max_utilisation: float) -> tuple[dict[str, Any], Plan | None]:
     from hwbench.analyse.frontier import NoFeasiblePick, pick, plan
 
     out: dict[str, Any] = {}
     for m in models:
         try:
-            out[m] = pick(points, m, slo_p99_ms, rate)
+            out[m] = pick(points, m, slo_p99_ms, rate, max_utilisation=max_utilisation)
         except NoFeasiblePick as e:
             out[m] = str(e)
     feasible = all(not isinstance(v, str) for v in out.values())
-    the_plan = plan(points, {m: (slo_p99_ms, rate) for m in models}) if feasible and len(models) > 1 else None
+    the_plan = (plan(points, {m: (slo_p99_ms, rate) for m in models}, max_utilisation=max_utilisation)
+                if feasible and len(models) > 1 else None)
     return out, the_plan
 
 
-def _print_picks(picks: dict[str, Any], the_plan: Plan | None, slo_p99_ms: float, rate: float) -> None:
+def _print_picks(picks: dict[str, Any], the_plan: Plan | None, slo_p99_ms: float, rate: float, max_utilisation: float) -> None:
     console.print(f"\n[bold]Cheapest within p99 <= {slo_p99_ms:g} ms at {rate:g} requests/s[/bold] "
-                  "(request p99 = batching wait (b-1)/R + batch p99; instances = ceil(R / throughput))")
+                  f"(instances = ceil(R / capacity at the SLO), measured by a server run or modelled by a queue "
+                  f"replay of the point's latencies, at most {max_utilisation:.0%} utilisation; "
+                  "p99 predicted at R / instances)")
     for model, p in picks.items():
         if isinstance(p, str):
             console.print(f"  [red]{escape(p)}[/red]")
             continue
+        wait = f"incl. a batching wait of {p.batching_wait_ms:.3g} ms, " if p.batching_wait_ms > 0 else ""
         console.print(
-            f"  [bold]{escape(model)}[/bold]: {p.instances} x {escape(p.hardware)} ({p.adapter} {p.precision} b{p.batch_size}), "
-            f"request p99 {p.request_latency_p99_ms:.3g} ms (wait {p.batching_wait_ms:.3g} + batch {p.latency_p99_ms:.3g}), "
+            f"  [bold]{escape(model)}[/bold]: {p.instances} x {escape(p.hardware)} ({p.adapter} {p.precision} b{p.batch_size} "
+            f"{escape(p.scenario)}), p99 {p.request_latency_p99_ms:.3g} ms at {p.rate_per_instance_rps:.3g} req/s per "
+            f"instance ({wait}{escape(p.capacity_source)}; capacity {p.capacity_rps:.3g} req/s per instance), "
             f"[bold]${p.fleet_usd_per_hour:.4g}/hour[/bold], ${p.cost_usd_per_1m_at_rate:.3g} per 1M at this rate, "
-            f"utilisation {p.utilisation:.0%}; price {p.price_usd_per_hour:.4g} $/h as of {p.price_as_of}, {escape(str(p.price_source))}")
+            f"utilisation {_num(p.utilisation, '{:.0%}')}; price {p.price_usd_per_hour:.4g} $/h as of {p.price_as_of}, "
+            f"{escape(str(p.price_source))}")
+        console.print(f"    [dim]{escape(p.capacity_note)}[/dim]")
     if the_plan is not None and the_plan.homogeneous_instance_type is not None:
         console.print(f"  all models: ${the_plan.total_usd_per_hour:.4g}/hour; the cheapest single instance type for all, "
                       f"{the_plan.homogeneous_instance_type}, costs ${the_plan.homogeneous_usd_per_hour:.4g}/hour: "
@@ -198,14 +206,15 @@ def frontier(
     include_inaccurate: Annotated[bool, typer.Option("--include-inaccurate", help="Keep points that failed the accuracy check.")] = False,
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Merge runs even where one model name has different hashes or shapes.")] = False,
     export_path: Annotated[Path | None, typer.Option("--export", help="Write the scheduler-ready frontier JSON here.")] = None,
-    plot_path: Annotated[Path | None, typer.Option("--plot", help="Save a p99 vs $/1M plot (PNG, SVG or PDF) here.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Save a p99 vs $/1M plot (PNG, SVG or PDF) here; server runs' rate-latency curves go beside it (NAME.server.EXT).")] = None,
+    max_utilisation: Annotated[float | None, typer.Option("--max-utilisation", help="Highest utilisation a modelled capacity may reach, above 0 and below 1 (default 0.9).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Most rows per model table (frontier points always shown).")] = 30,
     json_out: JsonFlag = False,
 ) -> None:
     """Show the performance/cost matrix and Pareto frontier per model, and pick within an SLO."""
     objective = objective_choice.value
     from hwbench.results import store
-    from hwbench.analyse.frontier import FRONTIER_SCHEMA_VERSION, export, mark_frontier
+    from hwbench.analyse.frontier import FRONTIER_SCHEMA_VERSION, export, label_capacity, mark_frontier
     from hwbench.analyse.matrix import build_matrix
     from hwbench.catalog.prices import ON_DEMAND, SPOT, load_catalog
 
@@ -215,6 +224,8 @@ def frontier(
         raise UsageError(f"--rate-rps must be a finite rate above 0 requests/s, got {rate:g}")
     if slo_p99_ms is not None and not (math.isfinite(slo_p99_ms) and slo_p99_ms > 0):
         raise UsageError(f"--slo-p99-ms must be a finite latency above 0 ms, got {slo_p99_ms:g}")
+    if max_utilisation is not None and not (0 < max_utilisation < 1):
+        raise UsageError(f"--max-utilisation must be above 0 and below 1 (a full queue has no p99), got {max_utilisation:g}")
     catalog = load_catalog(price_files(prices))
     records = store.load_records(results)
     if records.empty:
@@ -231,26 +242,37 @@ def frontier(
                       "accuracy check. Re-measure with a longer --duration-s on a quieter machine, or see below.")
         _left_out(matrix)
         return
+    from hwbench.analyse.capacity import DEFAULT_MAX_UTILISATION
+    from hwbench.analyse.sizing import attach_service_sketches
+
+    cap = DEFAULT_MAX_UTILISATION if max_utilisation is None else max_utilisation
     points = mark_frontier(matrix.points, objective)
+    if slo_p99_ms is not None or export_path is not None:  # the modelled capacity replays the raw latencies
+        points = attach_service_sketches(points, store.load_latencies(results))
     models = sorted(points["model"].unique())
-    picks, the_plan = _picks(points, models, slo_p99_ms, rate) if slo_p99_ms is not None and rate is not None else ({}, None)
+    picks, the_plan = (_picks(points, models, slo_p99_ms, rate, cap) if slo_p99_ms is not None and rate is not None
+                       else ({}, None))
     electricity = None if catalog.electricity is None else vars(catalog.electricity)
     exported = 0
     if export_path is not None:
         exported = len(export(points, export_path, objective=objective, price_kind=price_kind, electricity=electricity)["points"])
+    server_plot = None
     if plot_path is not None:
-        from hwbench.analyse.plot import plot_frontier
+        from hwbench.analyse.plot import has_rate_curves, plot_frontier, plot_rate_latency
 
         plot_frontier(points, plot_path, title=f"hwbench frontier ({price_kind} prices)")
+        if has_rate_curves(points):
+            server_plot = plot_rate_latency(points, plot_path.with_name(f"{plot_path.stem}.server{plot_path.suffix}"))
     if json_out:
         print_json({
             "objective": objective, "price_kind": price_kind, "electricity": electricity,
-            "points": points.to_dict(orient="records"), "invalid": matrix.invalid.to_dict(orient="records"),
+            "points": label_capacity(points.drop(columns=["service_sketch_ms"], errors="ignore")).to_dict(orient="records"), "invalid": matrix.invalid.to_dict(orient="records"),
             "inaccurate": matrix.inaccurate.to_dict(orient="records"), "unpriced": matrix.unpriced.to_dict(orient="records"),
             "prices_used": matrix.prices_used.to_dict(orient="records"), "notes": matrix.notes,
             "picks": {m: (p if isinstance(p, str) else p.to_dict()) for m, p in picks.items()},
             "plan": the_plan.to_dict() if the_plan else None,
             "export": str(export_path) if export_path else None, "plot": str(plot_path) if plot_path else None,
+            "server_plot": str(server_plot) if server_plot else None, "max_utilisation": cap,
         })
         return
     for m in models:
@@ -262,9 +284,9 @@ def frontier(
         console.print(escape(f"  {UNRESOLVED_NOTE}"))
     _left_out(matrix)
     if picks:
-        _print_picks(picks, the_plan, slo_p99_ms or 0.0, rate or 0.0)
+        _print_picks(picks, the_plan, slo_p99_ms or 0.0, rate or 0.0, cap)
     if export_path is not None:
         console.print(escape(f"frontier exported to {export_path}: {exported} priced points (schema {FRONTIER_SCHEMA_VERSION}; "
                              "load with hwbench.analyse.frontier.load)"))
     if plot_path is not None:
-        console.print(escape(f"plot saved to {plot_path}"))
+        console.print(escape(f"plot saved to {plot_path}" + (f"; rate-latency curves to {server_plot}" if server_plot else "")))

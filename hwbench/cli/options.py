@@ -70,8 +70,8 @@ def renamed_flags(renamed: dict[str, str]) -> type[TyperCommand]:
 # -- options used by more than one command ------------------------------------------------------
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
-OutDir = Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one run folder per invocation.")]
-ResultsArg = Annotated[list[Path], typer.Argument(help="Run folders, or folders above them (all runs below are read).")]
+OutDir = Annotated[str, typer.Option("--out", "-o", help="Folder (or s3:// gs:// az:// file:// store URI) that receives one run folder per invocation.")]
+ResultsArg = Annotated[list[str], typer.Argument(help="Run folders, folders above them (all runs below are read), or s3:// gs:// az:// file:// store URIs.")]
 PricesOpt = Annotated[
     list[str] | None,
     typer.Option("--prices", envvar="HWBENCH_PRICES", metavar="FILES",

@@ -6,21 +6,26 @@ hwbench.measure.session."""
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from hwbench.adapter import registry
-from hwbench.cli.common import console, err_console, print_json, real_console, Table
+from hwbench.cli.common import console, err_console, escape, print_json, real_console, Table
 from hwbench.cli.options import JsonFlag, OutDir, complete_list, epilog, renamed_flags, split_list
-from hwbench.measure.session import build_config, failed_sweep, requested_config, run_profile  # noqa: F401 (build_config: API)
+from hwbench.errors import UsageError
+from hwbench.measure.session import (CONFIRM_ABOVE_TRIALS, build_config, failed_sweep, requested_config,  # noqa: F401
+                                     run_profile, sweep_size)  # (build_config: API)
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS
 
 MAX_PROCESSES = 64  # as hwbench.measure.sweepfile.MAX_PROCESSES (pydantic: not imported for --help)
 EXIT_TRIALS_FAILED = 3  # README, "Exit codes"
+EXIT_SIGTERM = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
 RENAMED = {"--duration": "--duration-s", "--max-duration": "--max-duration-s", "--timeout": "--timeout-s"}
 COMMAND = dict(cls=renamed_flags(RENAMED), epilog=epilog(
     "hwbench profile resnet50 --adapter ort-cpu --batch 1,8 --precision fp32,int8",
@@ -61,6 +66,10 @@ def _flags(r: dict[str, Any]) -> list[str]:
 
 def render_summary(records: list[dict[str, Any]]) -> list[Any]:
     """A compact table of measured points, then footnotes, then what did not run and why."""
+    if records and all(r.get("workload") == "generate" for r in records):
+        from hwbench.cli.genview import render_generate
+
+        return render_generate(records)
     models = sorted({r["model"] for r in records})
     one_model = len(models) == 1
     t = Table(title=f"hwbench profile: {models[0] if one_model else 'all models'} (measured)")
@@ -116,7 +125,7 @@ def profile(
     max_duration: Annotated[Optional[float], typer.Option("--max-duration-s", help=f"Cap on each trial's timed window in seconds (default {_M.max_duration_s:g}; at least --duration-s).")] = None,
     ci_target: Annotated[Optional[float], typer.Option("--ci-target", help=f"Stop a trial once its p50's 95% interval is within this relative half-width (default {_M.target_p50_rel_halfwidth:g}: +-{_M.target_p50_rel_halfwidth:.0%}).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help=f"Short trials for smoke tests and CI ({_Q.min_duration_s:g} s, at least {_Q.min_iters} iterations; records flagged when too short).")] = False,
-    out: OutDir = Path("results"),
+    out: OutDir = "results",
     instance: Annotated[Optional[str], typer.Option("--instance", help="Instance type this machine is, e.g. c7i.xlarge, or 'auto' (detect, else assume from the CPU; stated). Used for pricing.")] = None,
     usd_per_hour: Annotated[Optional[float], typer.Option("--usd-per-hour", help="What an hour of this machine costs, for a machine you price yourself.")] = None,
     price_note: Annotated[Optional[str], typer.Option("--price-note", help="Where the --usd-per-hour figure comes from (shown as the price basis).")] = None,
@@ -131,21 +140,31 @@ def profile(
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip the drift check against the fp32 reference.")] = False,
     allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="Run precisions this device only emulates or upcasts (default: recorded unsupported).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume: run again the trials that ended in error.")] = False,
+    workload: Annotated[Optional[str], typer.Option("--workload", metavar="NAME", help="inference (default: one forward pass per item) or generate (an LLM decoding tokens; README, 'Generative LLMs').")] = None,
+    prompt_tokens: Annotated[Optional[str], typer.Option("--prompt-tokens", metavar="N,...", help=f"--workload generate: prompt lengths in tokens, comma-separated (default {_csv(_S.prompt_tokens)}).")] = None,
+    output_tokens: Annotated[Optional[str], typer.Option("--output-tokens", metavar="N,...", help=f"--workload generate: tokens generated per sequence, comma-separated (default {_csv(_S.output_tokens)}).")] = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help=f"Fresh worker processes per trial, one after another (1-{MAX_PROCESSES}, default {_S.processes}); samples pooled.")] = None,
     json_out: JsonFlag = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Run a sweep of more than {CONFIRM_ABOVE_TRIALS} trials without asking (needed when stdin is not a terminal).")] = False,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 
     Exit status: 0 done (points unsupported here are recorded, not failures), 2 bad input,
-    3 every trial failed (none measured), 130 interrupted (completed trials kept; --resume).
+    3 a trial ended in error (the others are kept), 4 nothing asked for can run here, 130 interrupted
+    (Ctrl-C) and 143 terminated (SIGTERM): completed trials kept, the --resume command printed.
     """
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
                  concurrency=concurrency, dim=split_list(dim), trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
                  allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target,
                  usd_per_hour=usd_per_hour, price_note=price_note,
-                 processes=processes)
+                 processes=processes, workload=workload, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
     cfg = requested_config(flags, config, resume)
+    size = sweep_size(cfg)
+    if resume is None and size.trials > CONFIRM_ABOVE_TRIALS and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"this sweep has {size.describe()}; add --yes to run it")
+        typer.confirm(f"This sweep has {size.describe()}. Run it?", abort=True, err=True)
     status = err_console if json_out else console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -156,7 +175,8 @@ def profile(
     def on_event(kind: str, data: dict[str, Any]) -> None:
         nonlocal task
         if kind == "model":
-            status.print(f"preparing model [bold]{data['name']}[/] (exported once, then cached)")
+            how = " (exported once, then cached)" if data.get("builtin", True) else ""
+            status.print(f"preparing model [bold]{escape(data['name'])}[/]{how}")
         elif kind == "reference":
             status.print(f"computing the fp32 reference outputs for {data['model']}")
         elif kind == "start":
@@ -173,10 +193,26 @@ def profile(
 
     from hwbench.results.store import as_dicts
 
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:  # stop as Ctrl-C does: completed trials kept, then exit 143
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         result = run_profile(cfg, out, resume=resume, retry_errors=retry_errors, on_event=on_event)
+    except KeyboardInterrupt:  # outside the trial loop (preparing models, or compacting at the end)
+        if not terminated:
+            raise
+        err_console.print("hwbench: terminated (SIGTERM); any completed trial is saved, `--resume RUN_DIR` finishes a run",
+                          soft_wrap=True, markup=False)
+        sys.exit(EXIT_SIGTERM)
     finally:
         progress.stop()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     records = as_dicts(result.records)
     if json_out:
         print_json({"run_dir": str(result.run_dir), "interrupted": result.interrupted, "notes": result.notes, "records": records})
@@ -186,9 +222,9 @@ def profile(
         console.print(f"results: {result.run_dir}")
     if result.interrupted:
         # soft_wrap and no markup: the command must survive a narrow terminal and a path with [ or spaces
-        err_console.print("interrupted: completed trials are saved. Resume with:\n"
+        err_console.print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: completed trials are saved. Resume with:\n"
                           f"  hwbench profile --resume {shlex.quote(str(result.run_dir))}", soft_wrap=True, markup=False)
-        sys.exit(130)
+        sys.exit(EXIT_SIGTERM if terminated else 130)
     failed = failed_sweep(records)
     if failed:
         err_console.print(f"hwbench: error: {failed}; results: {result.run_dir}", soft_wrap=True, markup=False)

@@ -33,14 +33,16 @@ from hwbench.adapter import registry
 from hwbench.adapter import Probe
 from hwbench.adapter.kit import Placement
 from hwbench.errors import AdapterUnavailable, UsageError
+from hwbench.fsutil import take_rebuilt_notes
 from hwbench.host.fingerprint import host_fingerprint
 from hwbench.measure.forkserver import ForkServer, ForkServerError
 from hwbench.models.spec import ModelSpec
 from hwbench.results.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED
 from hwbench.measure.settings import SweepConfig
 from hwbench.results.schema import TrialRecord
+from hwbench.results.lock import RunLock
 from hwbench.results.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
-from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record
+from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record, refuse_colliding_trials
 from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -70,7 +72,13 @@ def new_run_id() -> str:
 
 
 def plan(config: SweepConfig, adapters: list[str]) -> list[Trial]:
-    """models x adapters x precisions x batch sizes x scenarios, in a stable order."""
+    """models x adapters x precisions x batch sizes x scenarios, in a stable order
+    (generate: models x adapters x prompt x output lengths x precisions x batch sizes)."""
+    if config.workload == "generate":
+        return [Trial(model=m, adapter=a, precision=p, batch_size=b, scenario="generate", workload="generate",
+                      prompt_tokens=pt, output_tokens=ot)
+                for m in config.models for a in adapters for pt in config.prompt_tokens for ot in config.output_tokens
+                for p in config.precisions for b in config.batch_sizes]
     return [
         Trial(model=m, adapter=a, precision=p, batch_size=b, scenario=s)
         for m in config.models
@@ -185,18 +193,19 @@ class SweepRunner:
         self.explicit_adapters = explicit_adapters
         if resume_dir is not None:
             self.run_dir = Path(resume_dir)
-            self.run_id = str(read_manifest(self.run_dir)["run_id"])
+            self.run_id = str(read_manifest(self.run_dir, require=("run_id",))["run_id"])
         else:
             self.run_id = new_run_id()
             self.run_dir = Path(out_dir) / self.run_id
             ensure_writable(Path(out_dir))  # fail fast, before any model is exported
         self.notes: list[str] = []
         self._probes: dict[str, Probe] = {}
+        self.generate = config.workload == "generate"  # LLMs: generative adapters, LlmSpecs (hwbench.measure.gentrial)
 
     def _probe(self, name: str) -> Probe:
         """Each adapter is probed once per sweep (a probe may import a runtime or open a device)."""
         if name not in self._probes:
-            self._probes[name] = registry.probe(name)
+            self._probes[name] = registry.probe_generative(name) if self.generate else registry.probe(name)
         return self._probes[name]
 
     def _emit(self, kind: str, **data: Any) -> None:
@@ -205,7 +214,7 @@ class SweepRunner:
     # -- preparation --------------------------------------------------------------
     def _adapters(self) -> tuple[list[str], dict[str, str]]:
         """Adapters to run and, for unavailable ones that were asked for by name, why not."""
-        names = list(self.config.adapters) or list(registry.CPU_DEFAULTS)
+        names = list(self.config.adapters) or list(registry.GENERATIVE_DEFAULTS if self.generate else registry.CPU_DEFAULTS)
         run, missing = [], {}
         for name in names:
             probe = self._probe(name)
@@ -223,10 +232,22 @@ class SweepRunner:
     def _resolve_models(self) -> dict[str, ModelSpec]:
         from hwbench.models import resolve
 
+        if self.generate:
+            from hwbench.measure.gentrial import resolve_llms
+
+            for name in self.config.models:
+                self._emit("model", name=name)
+            return resolve_llms(self.config, self._cache_dir())  # type: ignore[return-value]
+
+        from hwbench.models.build import BY_NAME
+
         specs = {}
         for name in self.config.models:
-            self._emit("model", name=name)
+            builtin = name.strip().lower() in BY_NAME
+            if builtin or Path(name).expanduser().is_file():  # a missing file is reported by resolve, not "prepared"
+                self._emit("model", name=name, builtin=builtin)
             specs[name] = resolve(name, cache_dir=self._cache_dir(), dims=self.config.dims or None)
+        self.notes.extend(n for n in take_rebuilt_notes() if n not in self.notes)  # a damaged cache entry, rebuilt
         return specs
 
     def _cache_dir(self) -> Path:
@@ -237,9 +258,15 @@ class SweepRunner:
     def _placement(self, adapter: str) -> Placement | None:
         """Where `adapter` runs with this sweep's --device (None: a selector it cannot take)."""
         try:
+            if self.generate:
+                return registry.load_generative(adapter).placement_for(self.config.device)
             return registry.load(adapter).placement_for(self.config.device)
         except UsageError:
             return None
+        except Exception:  # noqa: BLE001 - a generative module that does not import (its probe says why)
+            if self.generate:
+                return None
+            raise
 
     def _idle_power(self, adapters: list[str]) -> dict[str, tuple[float | None, str | None]]:
         """Idle power per device the available `adapters` run on (keyed 'cpu', 'cuda:1'...), with
@@ -263,6 +290,20 @@ class SweepRunner:
     def _reference(self, spec: ModelSpec, trials: list[Trial]) -> str | None:
         if not self.config.accuracy.enabled or not any(not t.is_reference() for t in trials):
             return None
+        if self.generate:
+            from hwbench.measure.gentrial import reference_job
+
+            job = reference_job(self, spec, trials)  # type: ignore[arg-type]
+            if job is None:
+                return None
+            if not Path(job["out_npz"]).exists():
+                self._emit("reference", model=spec.name)
+                outcome = self._spawn(job, f"reference-{safe_name(spec.name)}")
+                if outcome.cause or not Path(job["out_npz"]).exists():
+                    self.notes.append(f"accuracy not checked for {spec.name}: reference failed ({outcome.cause}) "
+                                      f"{outcome.stderr_tail[-300:]}")
+                    return None
+            return job["out_npz"]
         if not self._probe(REFERENCE_ADAPTER).available:
             self.notes.append("accuracy not checked: the fp32 reference needs onnxruntime")
             return None
@@ -330,8 +371,11 @@ class SweepRunner:
             "instance": self.instance,
             "host": fp,
             "requested": self.config.to_dict(),
-            "adapters": {a: {"probe": self._probe(a).__dict__, "source": registry.info(a).source} for a in adapters},
-            "models": {
+            "adapters": {a: {"probe": self._probe(a).__dict__, "source": (registry.generative_info(a) if self.generate
+                                                                        else registry.info(a)).source} for a in adapters},
+            "models": {n: {"sha256": s.sha256, "path": str(s.path), "workload": "generate", "context_tokens": s.context_tokens,
+                           "random_weights": s.random_weights, "has_tokenizer": s.has_tokenizer, "parameters": s.parameters}
+                       for n, s in specs.items()} if self.generate else {
                 n: {"sha256": s.sha256, "onnx_path": str(s.onnx_path), "family": s.family, "task": s.task, "dims": s.dims,
                     "input_shapes": {str(b): s.input_shapes(b) for b in self.config.batch_sizes}}
                 for n, s in specs.items()
@@ -342,15 +386,28 @@ class SweepRunner:
 
     # -- the sweep ----------------------------------------------------------------
     def run(self) -> SweepResult:
+        """The whole sweep, holding the run folder's lock (hwbench.results.lock) from before the first
+        trial is chosen to after the last write: a second `--resume` of the folder is refused."""
+        self._lock = RunLock(self.run_dir)
+        if self.run_dir.is_dir():  # a resumed run: refuse at once, before any model is prepared
+            self._lock.acquire()
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> SweepResult:
         fp = host_fingerprint()
         self.instance = self._resolve_instance(fp)
         adapters, missing = self._adapters()
         if not adapters:
-            raise UsageError("no adapter can run here; see `hwbench devices`")
+            raise AdapterUnavailable("no adapter can run here; see `hwbench devices`")
         if all(a in missing for a in adapters):  # nothing asked for can run: say why, exit non-zero
             raise AdapterUnavailable("; ".join(missing[a] for a in adapters))
+        refuse_colliding_trials(plan(self.config, adapters))
         specs = self._resolve_models()
         self.writer = RunWriter(self.run_dir)
+        self._lock.acquire()
         idle = self._idle_power([a for a in adapters if a not in missing])
         self.writer.write_manifest(self._manifest(adapters, specs, idle, fp))
         import psutil
@@ -420,6 +477,7 @@ class SweepRunner:
         job = {
             "kind": JOB_TRIAL, "run_dir": str(self.run_dir), "model_spec": spec.to_json(),
             "trial": trial.__dict__, "config": self.config.to_dict(), "context": ctx_dict,
+            "workload": self.config.workload,
         }
         if self.config.processes > 1:
             return self._run_processes(trial, spec, ctx, job)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwbench.adapter import registry
-from hwbench.errors import UsageError
-from hwbench.measure.settings import MeasureSettings, SweepConfig
+from hwbench.errors import ResultsError, UsageError
+from hwbench.measure.settings import GenerateSettings, MeasureSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS, parse_batches, parse_list
 
 if TYPE_CHECKING:
@@ -29,9 +29,12 @@ def parse_dims(items: list[str]) -> dict[str, int]:
         if not sep or not name.strip():
             raise UsageError(f"--dim takes NAME=VALUE, got {item!r}")
         try:
-            out[name.strip()] = int(value)
+            number = int(value)
         except ValueError:
             raise UsageError(f"--dim {name}: {value!r} is not an integer") from None
+        if name.strip() in out:  # a repeated name is a typo or a clash, never "the last one wins"
+            raise UsageError(f"--dim {name.strip()} is given twice ({out[name.strip()]} and {value.strip()}); give it once")
+        out[name.strip()] = number
         if out[name.strip()] <= 0:
             raise UsageError(f"--dim {name}: must be positive")
     return out
@@ -46,12 +49,32 @@ _FLAG_OF: dict[tuple[str, ...], str] = {
     ("price_note",): "--price-note", ("dims",): "--dim", ("measure", "min_duration_s"): "--duration-s",
     ("measure", "min_iters"): "--min-iters", ("measure", "max_duration_s"): "--max-duration-s",
     ("measure", "target_p50_rel_halfwidth"): "--ci-target",
+    ("workload",): "--workload", ("prompt_tokens",): "--prompt-tokens", ("output_tokens",): "--output-tokens",
 }
 _PLAIN_FLAGS = {"instance_type": "instance_type", "threads": "threads", "device": "device", "concurrency": "concurrency",
                 "tdp_w": "tdp_w", "trial_timeout_s": "trial_timeout_s", "processes": "processes",
                 "usd_per_hour": "usd_per_hour", "price_note": "price_note"}
 _MEASURE_FLAGS = {"duration": "min_duration_s", "min_iters": "min_iters", "max_duration": "max_duration_s",
                   "ci_target": "target_p50_rel_halfwidth"}
+
+
+def parse_tokens(text: str, flag: str) -> list[int]:
+    """'128,1024' -> [128, 1024]; UsageError naming the flag for anything but positive integers."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(f"{flag}: {part!r} is not a number of tokens") from None
+        if value <= 0:
+            raise UsageError(f"{flag}: {value} tokens; give at least 1" + (" (a generate call must produce a token)"
+                                                                           if flag == "--output-tokens" else ""))
+        out.append(value)
+    if not out:
+        raise UsageError(f"{flag}: empty list")
+    return list(dict.fromkeys(out))
 
 
 def _flag_problem(problem: Any) -> str:
@@ -89,6 +112,13 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
     for flag, key in _PLAIN_FLAGS.items():
         if flags.get(flag) is not None:
             doc[key] = flags[flag]
+    if flags.get("workload") is not None:
+        doc["workload"] = flags["workload"]
+    for flag, key in (("prompt_tokens", "--prompt-tokens"), ("output_tokens", "--output-tokens")):
+        if flags.get(flag) is not None:
+            doc[flag] = parse_tokens(flags[flag], key)
+            if doc.get("workload") != "generate":
+                raise UsageError(f"{key} goes with --workload generate (an LLM's prompt and output lengths)")
     if flags.get("price_note") is not None:
         if flags.get("usd_per_hour") is None and base.usd_per_hour is None:
             raise UsageError("--price-note describes a --usd-per-hour price; give the price too")
@@ -110,6 +140,7 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
         doc["accuracy"]["enabled"] = False
     if flags.get("quick"):
         doc["idle_power_s"] = min(base.idle_power_s, 0.3)
+        doc["generate"] = dataclasses.asdict(GenerateSettings.quick())
     config, problems = validate(doc)
     if problems:
         raise UsageError("; ".join(_flag_problem(p) for p in problems))
@@ -133,7 +164,11 @@ def requested_config(flags: dict[str, Any], config: Path | None = None, resume: 
             given.append("--config")
         if given:
             raise UsageError(f"--resume completes a run as it was first requested; drop {', '.join(given)}")
-        return SweepConfig.from_dict(read_manifest(resume)["requested"])
+        requested = read_manifest(resume, require=("run_id", "requested"))["requested"]
+        try:
+            return SweepConfig.from_dict(requested)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ResultsError(f"{resume}/manifest.json: its 'requested' sweep is unreadable ({e})") from e
     if config is not None:
         from hwbench.measure.sweepfile import load_sweep
 
@@ -141,12 +176,54 @@ def requested_config(flags: dict[str, Any], config: Path | None = None, resume: 
     return build_config(SweepConfig(), **flags)
 
 
-def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retry_errors: bool = False,
+CONFIRM_ABOVE_TRIALS = 200  # a larger sweep states its size and needs --yes (or a yes at a terminal)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSize:
+    """How big a sweep is before it runs: its trial count and the time its settings imply (estimated)."""
+
+    trials: int
+    low_s: float  # every trial stops at its minimums: warm-up + minimum timed window, per process
+    high_s: float  # every trial runs to its cap (max_duration_s), per process
+
+    def describe(self) -> str:
+        return (f"{self.trials} trials, estimated {_duration(self.low_s)} to {_duration(self.high_s)} "
+                "(from each trial's warm-up, minimum and maximum timed window; model preparation not included)")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def sweep_size(cfg: SweepConfig) -> SweepSize:
+    """Trials and an estimated duration range for `cfg` (no adapter named: every CPU default counted)."""
+    adapters = len(cfg.adapters) or len(registry.CPU_DEFAULTS)
+    trials = len(cfg.models) * adapters * len(cfg.precisions) * len(cfg.batch_sizes) * len(cfg.scenarios)
+    m = cfg.measure
+    per = cfg.processes
+    return SweepSize(trials, trials * per * (m.warmup_s + m.min_duration_s), trials * per * (m.warmup_s + m.max_duration_s))
+
+
+def run_profile(cfg: SweepConfig, out: Path | str, *, resume: Path | None = None, retry_errors: bool = False,
                 on_event: Event | None = None) -> SweepResult:
     """Run (or complete, with `resume`) the sweep `cfg` into a run folder under `out`; return its records.
+    `out` may be a store URI (s3://, gs://, az://, file://: hwbench.measure.mirrored).
     Adapters named in the config are required; with none named, every available CPU adapter runs."""
     if retry_errors and resume is None:
         raise UsageError("--retry-errors goes with --resume RUN_DIR")
+    from hwbench.results.uri import is_uri, open_location
+
+    if resume is None and is_uri(str(out)):
+        loc = open_location(str(out))
+        if not loc.atomic_rename:
+            from hwbench.measure.mirrored import run_into_store
+
+            return run_into_store(cfg, loc, on_event=on_event, explicit_adapters=bool(cfg.adapters))
+        out = Path(loc.root)
     from hwbench.measure.runner import SweepRunner  # imported late: bad flags fail without loading pandas and scipy
 
     runner = SweepRunner(cfg, out, on_event=on_event, resume_dir=resume, explicit_adapters=bool(cfg.adapters),
@@ -155,12 +232,14 @@ def run_profile(cfg: SweepConfig, out: Path, *, resume: Path | None = None, retr
 
 
 def failed_sweep(records: list[dict[str, Any]]) -> str | None:
-    """Why a sweep failed as a whole (no trial measured, at least one ended in error), or None.
-    Some errors among measured points, or points only unsupported here, are a finished sweep."""
+    """Why a sweep failed (at least one trial ended in error), or None: README "Exit codes", row 3.
+    Points only unsupported here are a finished sweep; an error among measured points is not."""
     statuses = [r["status"] for r in records]
     errors = statuses.count("error")
-    if not errors or "ok" in statuses:
+    if not errors:
         return None
+    if "ok" in statuses:
+        return f"{errors} of {len(statuses)} trial(s) ended in error, {statuses.count('ok')} measured"
     unsupported = statuses.count("unsupported")
     return (f"all {len(statuses)} trial(s) failed: {errors} ended in error"
             + (f", {unsupported} unsupported" if unsupported else "") + ", none measured")

@@ -56,6 +56,27 @@ class AccuracySettings:
 
 
 @dataclass(frozen=True)
+class GenerateSettings:
+    """The generate workload's timed loop (hwbench.measure.generation): whole generate calls, each
+    seconds long, so a count of calls and a duration, not the per-item stopping rule above."""
+
+    warmup_calls: int = 1  # untimed calls first (allocator, caches, lazy compilation)
+    min_calls: int = 5  # timed calls at least...
+    min_duration_s: float = 2.0  # ...and at least this long, then stop
+    max_duration_s: float = 120.0  # per-trial cap on the timed window (a long prompt on a slow CPU)
+    greedy_tokens: int = 16  # accuracy: the first N greedy tokens compared with fp32's
+    accuracy_prompt_tokens: int = 64  # accuracy: prompt length (at most the trial's)
+
+    @classmethod
+    def quick(cls) -> "GenerateSettings":
+        return cls(warmup_calls=1, min_calls=2, min_duration_s=0.2, max_duration_s=20.0, greedy_tokens=8,
+                   accuracy_prompt_tokens=16)
+
+
+WORKLOADS: tuple[str, ...] = ("inference", "generate")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """models x adapters x precisions x batch sizes x scenarios, plus how to measure them."""
 
@@ -82,6 +103,11 @@ class SweepConfig:
     # per adapter name, settings only that adapter understands (sweep file [adapter_options.NAME]),
     # passed to it as AdapterOptions.extra: torch compile_mode / channels_last, openvino num_streams
     adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the generate workload (LLMs): trials over prompt x output lengths as well; see GenerateSettings
+    workload: str = "inference"
+    prompt_tokens: tuple[int, ...] = (128,)
+    output_tokens: tuple[int, ...] = (128,)
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +117,8 @@ class SweepConfig:
         d = dict(d)
         d["measure"] = MeasureSettings(**d.get("measure", {}))
         d["accuracy"] = AccuracySettings(**d.get("accuracy", {}))
-        for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios"):
+        d["generate"] = GenerateSettings(**d.get("generate", {}))
+        for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios", "prompt_tokens", "output_tokens"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from hwbench.adapter import registry
 from hwbench.errors import ConfigError
 from hwbench.precision import ALL, SCENARIOS
-from hwbench.measure.settings import AccuracySettings, MeasureSettings, SweepConfig
+from hwbench.measure.settings import WORKLOADS, AccuracySettings, GenerateSettings, MeasureSettings, SweepConfig
 
 MAX_FILE_BYTES = 1 << 20
 MAX_BATCH = 65536
@@ -288,11 +288,36 @@ class AccuracyModel(_Section):
     seed: Int(0, 2**32 - 1, "an integer from 0 to 4294967295") = _A.seed
 
 
+_G = GenerateSettings()
+MAX_TOKENS = 1 << 20
+
+
+class GenerateModel(_Section):
+    """[generate]: the generate workload's timed loop (hwbench.measure.settings.GenerateSettings)."""
+
+    warmup_calls: COUNT_OR_ZERO = _G.warmup_calls
+    min_calls: COUNT = _G.min_calls
+    min_duration_s: DURATION = _G.min_duration_s
+    max_duration_s: DURATION = Field(_G.max_duration_s, validate_default=True)
+    greedy_tokens: COUNT = _G.greedy_tokens
+    accuracy_prompt_tokens: COUNT = _G.accuracy_prompt_tokens
+
+    @field_validator("max_duration_s")
+    @classmethod
+    def _durations(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_duration_s")
+        if low is not None and low > v:
+            raise _fail(f"{low:g} s is above generate.max_duration_s ({v:g} s)", at="min_duration_s")
+        return v
+
+
 class TorchOptions(_Section):
     """[adapter_options.torch]: passed to the torch adapter as AdapterOptions.extra."""
 
     compile_mode: Choice(TORCH_COMPILE_MODES, "torch compile mode") = "default"  # "eager": no torch.compile
     channels_last: Bool = True  # CNNs in channels_last memory format
+    static_cache: Bool = False  # generate: a static (preallocated) KV cache instead of the dynamic one
+    generate_compile: Bool = False  # generate: torch.compile of the forward pass
 
 
 class OpenVinoOptions(_Section):
@@ -333,6 +358,10 @@ class SweepModel(_Section):
     allow_emulated: Bool = _S.allow_emulated
     processes: Int(1, MAX_PROCESSES, f"an integer from 1 to {MAX_PROCESSES}") = _S.processes
     adapter_options: AdapterOptionsModel = Field(default_factory=AdapterOptionsModel)
+    workload: Choice(WORKLOADS, "workload") = _S.workload
+    prompt_tokens: _list(Int(1, MAX_TOKENS, f"a positive number of tokens up to {MAX_TOKENS}")) = list(_S.prompt_tokens)
+    output_tokens: _list(Int(1, MAX_TOKENS, f"a positive number of tokens up to {MAX_TOKENS}")) = list(_S.output_tokens)
+    generate: GenerateModel = Field(default_factory=GenerateModel)
 
     @field_validator("trial_timeout_s")
     @classmethod
@@ -346,13 +375,14 @@ class SweepModel(_Section):
     def to_config(self) -> SweepConfig:
         """The SweepConfig of the keys given (the dataclass keeps the defaults of the others)."""
         given = self.model_dump(exclude_unset=True)
-        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options")}
-        for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios"):
+        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options", "generate")}
+        for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios", "prompt_tokens", "output_tokens"):
             if k in top:
                 top[k] = tuple(dict.fromkeys(top[k]))
         options = {name: table for name, table in given.get("adapter_options", {}).items() if table}
         return SweepConfig(measure=MeasureSettings(**given.get("measure", {})),
                            accuracy=AccuracySettings(**given.get("accuracy", {})),
+                           generate=GenerateSettings(**given.get("generate", {})),
                            adapter_options=options, **top)
 
 

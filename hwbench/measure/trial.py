@@ -22,7 +22,7 @@ from hwbench import __version__
 from hwbench.adapter import registry
 from hwbench.adapter import Adapter, AdapterOptions, Effective
 from hwbench.errors import UnsupportedPoint, UsageError
-from hwbench.fsutil import atomic_write
+from hwbench.fsutil import atomic_write, take_rebuilt_notes
 from hwbench.host.activity import ActivityProbe, ActivityWindow, activity_warnings
 from hwbench.models.spec import ModelSpec
 from hwbench.power.base import EnergyReading, PowerMeter
@@ -44,15 +44,36 @@ class Trial:
     precision: str
     batch_size: int
     scenario: str = "single-stream"
+    workload: str = "inference"  # "generate": an LLM trial (hwbench.measure.gentrial)
+    prompt_tokens: int = 0  # generate only
+    output_tokens: int = 0  # generate only
 
     @property
     def trial_id(self) -> str:
         from hwbench.results.store import safe_name
 
+        if self.workload == "generate":
+            return safe_name(f"{self.model}__{self.adapter}__{self.precision}__b{self.batch_size}__"
+                             f"p{self.prompt_tokens}__o{self.output_tokens}__generate")
         return safe_name(f"{self.model}__{self.adapter}__{self.precision}__b{self.batch_size}__{self.scenario}")
 
     def is_reference(self) -> bool:
+        if self.workload == "generate":
+            from hwbench.measure.gentrial import is_reference
+
+            return is_reference(self)
         return self.adapter == REFERENCE_ADAPTER and self.precision == REFERENCE_PRECISION
+
+
+def refuse_colliding_trials(trials: list[Trial]) -> None:
+    """UsageError when two planned trials share a file-safe id (models 'a b.onnx' and 'a_b.onnx'): one
+    record would overwrite the other. Records keep the original names; the id only names the files."""
+    seen: dict[str, Trial] = {}
+    for t in trials:
+        other = seen.setdefault(t.trial_id, t)
+        if other is not t and other.model != t.model:
+            raise UsageError(f"models {other.model!r} and {t.model!r} map to the same trial id {t.trial_id!r} "
+                             "(names are made file-safe): rename or move one of them")
 
 
 @dataclass
@@ -83,6 +104,10 @@ def _instance_columns(ctx: TrialContext) -> dict[str, Any]:
 
 
 def base_record(trial: Trial, spec: ModelSpec | None, ctx: TrialContext) -> TrialRecord:
+    if trial.workload == "generate":  # spec is an LlmSpec (or None)
+        from hwbench.measure.gentrial import generate_base_record
+
+        return generate_base_record(trial, spec, ctx)  # type: ignore[arg-type]
     return TrialRecord(
         run_id=ctx.run_id,
         trial_id=trial.trial_id,
@@ -215,6 +240,10 @@ def stamp_timings(rec: TrialRecord, timings: dict[str, float]) -> None:
 
 def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRecord, np.ndarray | None]:
     """Run one trial; every outcome becomes a record (ok, unsupported or error)."""
+    if trial.workload == "generate":  # spec is an LlmSpec: an LLM generating tokens
+        from hwbench.measure.gentrial import run_generate_trial
+
+        return run_generate_trial(trial, spec, ctx)  # type: ignore[arg-type]
     timings = {"trial_start": time.time()}
     rec = base_record(trial, spec, ctx)
     cfg = ctx.config
@@ -251,6 +280,7 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         t0 = time.perf_counter()
         adapter.prepare(spec, trial.precision, trial.batch_size, inputs)
         rec.cold_start_s = time.perf_counter() - t0
+        rec.warnings.extend(take_rebuilt_notes())  # a cached artefact that failed its check was rebuilt (cold start)
         timings["prepared"] = time.time()
         meter = _meter(adapter, ctx)
         probe = ActivityProbe()

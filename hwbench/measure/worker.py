@@ -21,6 +21,7 @@ WORKER_START = time.time()  # this module runs: the interpreter is up
 FORKED_AT: float | None = None  # set by hwbench.measure.forkserver in a forked worker
 JOB_TRIAL = "trial"
 JOB_REFERENCE = "reference"
+JOB_LLM_REFERENCE = "llm-reference"  # the generate workload's fp32 torch reference (hwbench.measure.gentrial)
 SPAWNED_ENV = "HWBENCH_SPAWNED_AT"  # the parent's time.time() just before it started this worker
 
 
@@ -63,7 +64,18 @@ def _run(job: dict, timings: dict[str, float]) -> int:
     from hwbench.models.spec import ModelSpec
     from hwbench.measure.settings import SweepConfig
 
-    spec = ModelSpec.from_json(job["model_spec"])
+    if job.get("workload") == "generate":  # an LLM: its spec is an LlmSpec
+        from hwbench.models.llmspec import LlmSpec
+
+        spec = LlmSpec.from_json(job["model_spec"])
+    else:
+        spec = ModelSpec.from_json(job["model_spec"])
+    if job["kind"] == JOB_LLM_REFERENCE:
+        from hwbench.measure.gentrial import compute_llm_reference
+
+        compute_llm_reference(spec, [tuple(p) for p in job["points"]], job["greedy_tokens"], job["seed"],
+                              Path(job["out_npz"]), job["cache_dir"], job.get("threads", 0), job.get("sequences", 32))
+        return 0
     if job["kind"] == JOB_REFERENCE:
         from hwbench.measure.trial import compute_reference
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwbench.models import onnx_io
 from hwbench.errors import ModelError, UnsupportedPoint
+from hwbench.fsutil import content_digest, note_rebuilt
 from hwbench.models.spec import InputSpec, ModelSpec
 from hwbench.models.zoo import BATCH, BY_NAME, ENTRIES, ZooEntry, build_module
 
@@ -121,6 +122,10 @@ def resolve(name_or_path: str, cache_dir: Path | None = None, dims: dict[str, in
     entry = BY_NAME.get(text.lower())
     if entry is not None:
         return _resolve_builtin(entry, cache_root(cache_dir), checked)
+    from hwbench.models.zoo.llama import BY_NAME as LLMS
+
+    if text.lower() in LLMS:
+        raise ModelError(f"{text} is a generative LLM: profile it with --workload generate")
     path = Path(text).expanduser()
     if text.lower().endswith(".onnx") or "/" in text or os.sep in text or path.exists():
         return _resolve_file(path, checked)
@@ -200,10 +205,11 @@ def _cache_key(entry: ZooEntry) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _read_meta(folder: Path, key: str) -> dict[str, Any] | None:
+def _read_meta(folder: Path, key: str, check: bool = False) -> dict[str, Any] | None:
     """The entry's metadata when the folder holds a whole model for `key`, else None.
 
-    The cache trusts its own files beyond this: sizes are checked, contents are not rehashed.
+    With check=True the contents are verified too: the ONNX file's and the torch weights' SHA-256
+    against those recorded at export (a damaged entry is rebuilt, once, with a note for the run).
     """
     try:
         meta = json.loads((folder / META_FILE).read_text())
@@ -211,6 +217,15 @@ def _read_meta(folder: Path, key: str) -> dict[str, Any] | None:
             return None
         if not (folder / WEIGHTS_FILE).is_file():
             return None
+        if check:
+            problem = None
+            if content_digest(folder / WEIGHTS_FILE) != (meta.get("weights_bytes"), meta.get("weights_sha256")):
+                problem = "torch weights differ from those exported" if "weights_sha256" in meta else "no weights checksum"
+            elif onnx_io.sha256_files([folder / ONNX_FILE]) != meta["sha256"]:
+                problem = "model.onnx differs from the export"
+            if problem:
+                note_rebuilt(f"cached model {folder.name} failed its check ({problem}): rebuilt")
+                return None
         return meta
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -225,7 +240,7 @@ def _resolve_builtin(entry: ZooEntry, cache_dir: Path, dims: dict[str, int]) -> 
     folder = root / f"{entry.name}-{key[:16]}"
     if folder.parent != root:
         raise ModelError(f"cache path for {entry.name!r} escapes {root}")
-    meta = _read_meta(folder, key)
+    meta = _read_meta(folder, key, check=True)
     if meta is None:
         meta = _build_into(entry, key, root, folder)
     return ModelSpec(
@@ -303,6 +318,7 @@ def _export_builtin(entry: ZooEntry, key: str, folder: Path) -> dict[str, Any]:
     start = time.perf_counter()
     module = build_module(entry)
     torch.save(module.state_dict(), folder / WEIGHTS_FILE)
+    weights_bytes, weights_sha256 = content_digest(folder / WEIGHTS_FILE)
     onnx_path = folder / ONNX_FILE
     exporter = export_onnx(module, entry, _example(entry, onnx_path), onnx_path)
     meta = {
@@ -310,6 +326,8 @@ def _export_builtin(entry: ZooEntry, key: str, folder: Path) -> dict[str, Any]:
         "key": key,
         "sha256": onnx_io.sha256_files([onnx_path]),
         "onnx_bytes": onnx_path.stat().st_size,
+        "weights_bytes": weights_bytes,
+        "weights_sha256": weights_sha256,
         "exporter": exporter,
         "opset": OPSET,
         "torch": torch.__version__,

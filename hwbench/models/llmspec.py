@@ -65,8 +65,10 @@ def folder_sha256(path: Path) -> str:
 
 
 def spec_from_folder(path: Path, name: str | None = None, *, builtin: bool = False,
-                     random_weights: bool = False, parameters: int | None = None) -> LlmSpec:
-    """Read a Hugging Face folder's config into an LlmSpec; UsageError when it is not one."""
+                     random_weights: bool = False, parameters: int | None = None,
+                     sha256: str | None = None) -> LlmSpec:
+    """Read a Hugging Face folder's config into an LlmSpec; UsageError when it is not one.
+    `sha256`: the folder's hash when the caller already knows it (a built-in's cache entry)."""
     path = Path(path)
     config_file = path / "config.json"
     if not path.is_dir():
@@ -85,7 +87,7 @@ def spec_from_folder(path: Path, name: str | None = None, *, builtin: bool = Fal
         heads = int(cfg["num_attention_heads"])
         hidden = int(cfg["hidden_size"])
         spec = LlmSpec(
-            name=name or path.name, path=path.resolve(), sha256=folder_sha256(path),
+            name=name or path.name, path=path.resolve(), sha256=sha256 or folder_sha256(path),
             architecture=str((cfg.get("architectures") or ["unknown"])[0]),
             vocab_size=int(cfg["vocab_size"]), context_tokens=int(cfg["max_position_embeddings"]),
             layers=int(cfg["num_hidden_layers"]), hidden=hidden, heads=heads,

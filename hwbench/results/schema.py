@@ -10,6 +10,13 @@ History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/)
      process_p50_spread (repeats in fresh workers), and how the run is priced
      (instance_type_source, price_usd_per_hour, price_note). Version-1 files are migrated on
      read (MIGRATIONS below): the new columns come back empty, processes as 1.
+  3  (hwbench 0.3.0) the server scenario: one record per offered rate, with the achieved rate,
+     queueing delay and service time apart, the batches formed, drops and time-outs, the
+     issuer's scheduling lag, the p99 bound claimed, and the capacity at an SLO with its bracket;
+     and generative LLMs (the generate workload): prompt and output lengths,
+     TTFT/TPOT/ITL/E2E percentiles (vLLM's definitions, hwbench.adapter.tokens), token
+     throughputs (prefill and decode apart), the KV cache's size, where the prompts came from,
+     energy per token and the generation accuracy check. Older rows read as workload "inference".
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import pyarrow as pa
 
 from hwbench.jsonsafe import json_safe
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_VERSION_KEY = b"hwbench.schema_version"
 
 STATUS_OK = "ok"
@@ -105,6 +112,63 @@ class TrialRecord:
     instance_type_source: str | None = None  # "given", "detected: DMI product name", "assumed: ..."
     price_usd_per_hour: float | None = None  # a price given for this machine (--usd-per-hour)
     price_note: str | None = None  # where that price comes from
+    # --- server scenario (v3) ---
+    offered_rps: float | None = None  # the arrival rate offered (requests/s)
+    achieved_rps: float | None = None  # completions/s actually served
+    burstiness: float | None = None  # gamma shape of the gaps (1 = Poisson)
+    queue_p50_ms: float | None = None  # scheduled arrival -> service start
+    queue_p99_ms: float | None = None
+    service_p50_ms: float | None = None  # service start -> completion
+    service_p99_ms: float | None = None
+    batch_sizes_json: str = ""  # JSON: batch size formed -> count
+    max_batch: int | None = None  # the dynamic batcher's limits
+    max_queue_delay_ms: float | None = None
+    requests_dropped: int = 0
+    requests_timed_out: int = 0
+    sched_lag_p99_ms: float | None = None  # actual minus scheduled issue time
+    p99_bound_claimed: str = ""  # which p99 bound the query count could claim (early stopping)
+    slo_p99_ms: float | None = None  # the SLO the capacity was searched at
+    capacity_at_slo_rps: float | None = None  # highest rate whose measured p99 met the SLO
+    capacity_lo_rps: float | None = None  # its bracket
+    capacity_hi_rps: float | None = None
+    capacity_search: str = ""  # how it was searched (rates tried)
+    # --- generation (v3) ---------------------------------------------------------------
+    # A generate record's latency_* columns are per generate call (E2E of the batch), n_samples
+    # counts sequences, throughput_sps sequences/s; the token metrics below are the LLM's own.
+    workload: str = "inference"  # "inference" (one forward pass per item) | "generate" (an LLM decoding)
+    prompt_tokens: int | None = None  # tokens per prompt
+    output_tokens: int | None = None  # tokens generated per sequence (exactly: EOS ignored)
+    ttft_p50_ms: float | None = None  # time to first token, per sequence
+    ttft_p90_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    ttft_p50_ci_low_ms: float | None = None
+    ttft_p50_ci_high_ms: float | None = None
+    ttft_p99_ci_low_ms: float | None = None
+    ttft_p99_ci_high_ms: float | None = None
+    tpot_p50_ms: float | None = None  # (E2E - TTFT) / (output tokens - 1), per sequence
+    tpot_p90_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    tpot_p50_ci_low_ms: float | None = None
+    tpot_p50_ci_high_ms: float | None = None
+    tpot_p99_ci_low_ms: float | None = None
+    tpot_p99_ci_high_ms: float | None = None
+    itl_p50_ms: float | None = None  # gaps between consecutive tokens, pooled over sequences
+    itl_p99_ms: float | None = None
+    e2e_p50_ms: float | None = None  # start to last token, per sequence
+    e2e_p99_ms: float | None = None
+    output_tokens_per_s: float | None = None  # aggregate: every output token / the timed window
+    total_tokens_per_s: float | None = None  # aggregate: (prompt + output) tokens / the timed window
+    output_tokens_per_s_per_seq: float | None = None  # median over sequences of output tokens / E2E
+    total_tokens_per_s_per_seq: float | None = None  # median over sequences of (prompt + output) / E2E
+    prefill_tokens_per_s: float | None = None  # median over calls of batch x prompt tokens / TTFT
+    decode_tokens_per_s: float | None = None  # median over calls of batch x (output - 1) / (last - first token)
+    kv_cache_mb: float | None = None  # the KV cache at prompt + output tokens (computed from the shape; in peak_rss_mb)
+    prompt_source: str | None = None  # "random token ids" | "tokenizer"
+    random_weights: bool | None = None  # True: real speed, not real text
+    energy_j_per_output_token: float | None = None
+    energy_j_per_token: float | None = None  # per prompt + output token
+    acc_greedy_agreement: float | None = None  # mean share of the first acc_greedy_tokens greedy tokens equal to fp32's (common prefix)
+    acc_greedy_tokens: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:
@@ -146,6 +210,21 @@ MIGRATIONS: dict[int, dict[str, Any]] = {
         "latency_p50_ci_rel_halfwidth": None, "cpu_steal_pct": None, "other_cpu_pct": None, "warnings": [],
         "processes": 1, "process_p50_spread": None, "instance_type_source": None, "price_usd_per_hour": None,
         "price_note": None,
+    },
+    3: {  # --- server scenario (v3) ---
+        "offered_rps": None, "achieved_rps": None, "burstiness": None, "queue_p50_ms": None, "queue_p99_ms": None,
+        "service_p50_ms": None, "service_p99_ms": None, "batch_sizes_json": "", "max_batch": None,
+        "max_queue_delay_ms": None, "requests_dropped": 0, "requests_timed_out": 0, "sched_lag_p99_ms": None,
+        "p99_bound_claimed": "", "slo_p99_ms": None, "capacity_at_slo_rps": None, "capacity_lo_rps": None,
+        "capacity_hi_rps": None, "capacity_search": "",
+        "workload": "inference", "prompt_tokens": None, "output_tokens": None,
+        **{f"{m}_{k}": None for m in ("ttft", "tpot") for k in ("p50_ms", "p90_ms", "p99_ms", "p50_ci_low_ms",
+                                                            "p50_ci_high_ms", "p99_ci_low_ms", "p99_ci_high_ms")},
+        "itl_p50_ms": None, "itl_p99_ms": None, "e2e_p50_ms": None, "e2e_p99_ms": None,
+        "output_tokens_per_s": None, "total_tokens_per_s": None, "output_tokens_per_s_per_seq": None,
+        "total_tokens_per_s_per_seq": None, "prefill_tokens_per_s": None, "decode_tokens_per_s": None,
+        "kv_cache_mb": None, "prompt_source": None, "random_weights": None, "energy_j_per_output_token": None,
+        "energy_j_per_token": None, "acc_greedy_agreement": None, "acc_greedy_tokens": None,
     },
 }
 

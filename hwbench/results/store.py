@@ -12,6 +12,8 @@ folder left by a run killed at any moment loads.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
@@ -24,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hwbench.errors import ResultsError, UsageError
-from hwbench.fsutil import atomic_write, atomic_write_text
+from hwbench.errors import HwbenchError, ResultsError, StorageError, UsageError
+from hwbench.fsutil import atomic_write, atomic_write_text, publish
 from hwbench.results.schema import (
     LATENCY_SCHEMA,
     RECORD_COLUMNS,
@@ -45,9 +47,12 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(text: str, limit: int = 120) -> str:
-    """A file-name-safe form of a user-given name: it can never leave its folder."""
+    """A file-name-safe form of a user-given name: it can never leave its folder. A name longer than
+    `limit` keeps a hash of the whole name, so two long names that share a prefix stay distinct."""
     cleaned = _SAFE.sub("_", text).strip("._") or "x"
-    return cleaned[:limit]
+    if len(cleaned) <= limit:
+        return cleaned
+    return f"{cleaned[:limit - 9]}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -80,10 +85,20 @@ class RunWriter:
             (self.run_dir / sub).mkdir(exist_ok=True)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_text(self.run_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        try:
+            atomic_write_text(self.run_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        except OSError as e:
+            raise storage_error(e, self.run_dir) from e
 
     def write_trial(self, record: TrialRecord, samples_ns: np.ndarray | None = None) -> None:
-        """Latencies first, then the record: a record's presence means the trial is complete."""
+        """Latencies first, then the record: a record's presence means the trial is complete.
+        StorageError (one line, the path, the resume hint) when the folder cannot take them."""
+        try:
+            self._write_trial(record, samples_ns)
+        except OSError as e:
+            raise storage_error(e, self.run_dir) from e
+
+    def _write_trial(self, record: TrialRecord, samples_ns: np.ndarray | None) -> None:
         name = safe_name(record.trial_id) + ".parquet"
         samples = np.asarray(samples_ns if samples_ns is not None else [], dtype=np.int64)
         lat = pa.table(
@@ -110,17 +125,86 @@ class RunWriter:
     def compact(self) -> None:
         """Merge fragments into records.parquet / latencies.parquet, then remove the fragments.
 
-        Crash-safe: the compacted file is renamed into place before any fragment is
-        removed, and loading de-duplicates trials, so a crash in between loses nothing.
+        Idempotent by trial key, so a crash at any step and a later compaction (a resume) keep each
+        trial exactly once: a trial with a record fragment takes its record and its samples from the
+        fragments only (they are newer than the compacted file: a retried trial), and any other trial
+        from the compacted files only. A latency fragment without its record fragment is a trial cut
+        short by a kill, ignored. Each file is staged, then renamed into place; the fragments go only
+        after both compacted files are in place, records first; a staged file a crash left is removed
+        at the next compaction. Call it holding the run's lock (hwbench.results.lock).
         """
-        recs = load_run_records(self.run_dir)
-        lats = _read_many(self.run_dir, LATENCIES, "latencies", LATENCY_SCHEMA)
+        try:
+            self._compact()
+        except OSError as e:
+            raise storage_error(e, self.run_dir) from e
+
+    def _compact(self) -> None:
+        run = self.run_dir
+        for stale in [*run.glob(".*.tmp*"), *run.glob("records/.*.tmp*"), *run.glob("latencies/.*.tmp*")]:
+            stale.unlink(missing_ok=True)
+        _step("stale staged files removed")
+        rec_frags = sorted((run / "records").glob("*.parquet")) if (run / "records").is_dir() else []
+        lat_frags = {p.name: p for p in (run / "latencies").glob("*.parquet")} if (run / "latencies").is_dir() else {}
+        empty = lambda schema: schema.empty_table().to_pandas()  # noqa: E731
+        old_recs = _read_table(run / RECORDS, RECORD_SCHEMA) if (run / RECORDS).exists() else empty(RECORD_SCHEMA)
+        old_lats = _read_table(run / LATENCIES, LATENCY_SCHEMA) if (run / LATENCIES).exists() else empty(LATENCY_SCHEMA)
+        new_recs, new_lats = [], []
+        for frag in rec_frags:
+            rec = _read_table(frag, RECORD_SCHEMA)
+            new_recs.append(rec)
+            if frag.name in lat_frags:
+                lat = _read_table(lat_frags[frag.name], LATENCY_SCHEMA)
+                new_lats.append(lat[lat["trial_id"].isin(set(rec["trial_id"]))])
+        fresh = set(pd.concat(new_recs)["trial_id"]) if new_recs else set()
+        fresh_lats = set(pd.concat(new_lats)["trial_id"]) if new_lats else set()
+        recs = pd.concat([old_recs[~old_recs["trial_id"].isin(fresh)], *new_recs], ignore_index=True)
+        recs = recs.drop_duplicates(subset=["run_id", "trial_id"], keep="last")
+        lats = pd.concat([old_lats[~old_lats["trial_id"].isin(fresh_lats)], *new_lats], ignore_index=True)
         lats = lats[lats["trial_id"].isin(set(recs["trial_id"]))]
-        _atomic_write_table(pa.Table.from_pandas(lats, schema=LATENCY_SCHEMA, preserve_index=False), self.run_dir / LATENCIES)
-        _atomic_write_table(pa.Table.from_pandas(recs, schema=RECORD_SCHEMA, preserve_index=False), self.run_dir / RECORDS)
-        for sub in ("records", "latencies"):
-            for frag in (self.run_dir / sub).glob("*.parquet"):
-                frag.unlink()
+        lats = lats.drop_duplicates(subset=["run_id", "trial_id", "iteration"], keep="last")
+        _step("read")
+        for table, target in ((pa.Table.from_pandas(lats, schema=LATENCY_SCHEMA, preserve_index=False), run / LATENCIES),
+                              (pa.Table.from_pandas(recs, schema=RECORD_SCHEMA, preserve_index=False), run / RECORDS)):
+            staged = _stage(table, target)
+            _step(f"{target.name} staged")
+            publish(staged, target)
+            _step(f"{target.name} in place")
+        for frag in [*rec_frags, *lat_frags.values()]:
+            frag.unlink(missing_ok=True)
+            _step(f"{frag.parent.name}/{frag.name} removed")
+
+
+def _step(name: str) -> None:
+    """A boundary between two steps of compaction: tests replace this to crash there (tests/test_hardening.py)."""
+
+
+def _stage(table: pa.Table, target: Path) -> Path:
+    """`table` written and fsynced under a temporary name beside `target` (renamed into place by the caller)."""
+    staged = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        with open(staged, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException as e:
+        staged.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(target)  # a failed write() names no file: the message names the one being written
+        raise
+    return staged
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def storage_error(e: OSError, run_dir: Path) -> HwbenchError:
+    """An OSError while writing a run folder as one line naming the path; for a full disk, how to finish."""
+    where = e.filename or run_dir
+    if e.errno in _NO_ROOM:
+        return StorageError(f"cannot write {where}: {e.strerror or e} (no room on the device); completed trials are "
+                            f"saved: free space, then finish with `hwbench profile --resume {run_dir} --retry-errors`")
+    return StorageError(f"cannot write {where}: {e.strerror or e}; completed trials are saved: "
+                        f"`hwbench profile --resume {run_dir} --retry-errors` finishes the run")
 
 
 def _check_version(path: Path, meta: dict[bytes, bytes] | None) -> int:
@@ -151,7 +235,11 @@ def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise ResultsError(f"{path} lacks columns {', '.join(missing[:5])}")
-    return table.select(schema.names).cast(schema).to_pandas()
+    try:
+        return table.select(schema.names).cast(schema).to_pandas()
+    except (pa.ArrowException, ValueError, TypeError) as e:  # a column of the wrong type, e.g. strings for a figure
+        wrong = [f.name for f in schema if not table.schema.field(f.name).type.equals(f.type)]
+        raise ResultsError(f"{path} has columns of the wrong type ({', '.join(wrong[:5]) or '?'}): {e}") from e
 
 
 def _read_many(run_dir: Path, compacted: str, sub: str, schema: pa.Schema) -> pd.DataFrame:
@@ -192,14 +280,21 @@ def load_run_records(run_dir: Path) -> pd.DataFrame:
     return df.drop_duplicates(subset=["run_id", "trial_id"], keep="last").reset_index(drop=True)
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
+def read_manifest(run_dir: Path, require: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A run's manifest: a JSON object (with the `require`d keys), else ResultsError naming the file."""
     path = Path(run_dir) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError(f"{run_dir} is not a run folder (no {MANIFEST})") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ResultsError(f"{path} is unreadable: {e}") from e
+    if not isinstance(manifest, dict):
+        raise ResultsError(f"{path} is not a run manifest: expected a JSON object, got {type(manifest).__name__}")
+    lacking = [k for k in require if k not in manifest]
+    if lacking:
+        raise ResultsError(f"{path} lacks {', '.join(map(repr, lacking))}: not a complete run manifest")
+    return manifest
 
 
 def find_runs(paths: Iterable[Path | str]) -> list[Path]:
@@ -220,18 +315,28 @@ def find_runs(paths: Iterable[Path | str]) -> list[Path]:
     return runs
 
 
-def load_records(paths: Iterable[Path | str]) -> pd.DataFrame:
-    """Every trial record of every run under `paths`, one DataFrame with RECORD_COLUMNS."""
-    frames = [load_run_records(r) for r in find_runs(paths)]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return RECORD_SCHEMA.empty_table().to_pandas()
-    df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates(subset=["run_id", "trial_id"], keep="last")[list(RECORD_COLUMNS)].reset_index(drop=True)
+def _as_list(paths: Iterable[Path | str] | Path | str) -> list[Path | str]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
-def load_latencies(paths: Iterable[Path | str]) -> pd.DataFrame:
+def load_records(paths: Iterable[Path | str] | Path | str, *, models: list[str] | None = None,
+                 since: str | None = None, until: str | None = None,
+                 schema_versions: list[int] | None = None) -> pd.DataFrame:
+    """Every trial record of every run under `paths` (folders, or s3:// gs:// az:// file:// URIs), one
+    DataFrame with RECORD_COLUMNS. The filters are pushed down to the Parquet scan (hwbench.results.scan):
+    `models`, `since` <= started_at < `until` (ISO 8601 UTC), `schema_versions` (as written)."""
+    from hwbench.results.scan import Filters
+    from hwbench.results.scan import load_records as scan_records
+
+    targets = _as_list(paths)
+    local = [p for p in targets if "://" not in str(p) or str(p).startswith("file://")]
+    for run in find_runs([str(p).removeprefix("file://") for p in local]) if local else []:
+        read_manifest(run, require=("run_id",))  # a run whose manifest is not one is refused, not quietly used
+    return scan_records(targets, Filters(models, since, until, schema_versions))
+
+
+def load_latencies(paths: Iterable[Path | str] | Path | str) -> pd.DataFrame:
     """Raw per-batch latencies (run_id, trial_id, iteration, latency_ns) of every run under `paths`."""
-    frames = [_read_many(r, LATENCIES, "latencies", LATENCY_SCHEMA) for r in find_runs(paths)]
-    df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates(subset=["run_id", "trial_id", "iteration"], keep="last").reset_index(drop=True)
+    from hwbench.results.scan import load_latencies as scan_latencies
+
+    return scan_latencies(_as_list(paths))
