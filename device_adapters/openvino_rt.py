@@ -112,7 +112,7 @@ class OpenVinoAdapter(Adapter):
     device_kind = "cpu"  # the default; "GPU[.N]" / "NPU[.N]" instances have placement.kind "gpu" / "npu"
     device_kinds = ("cpu", "gpu", "npu")
     precisions = ("fp32", "bf16", "fp16", "int8")
-    scenarios = ("single-stream", "offline")
+    scenarios = ("single-stream", "offline", "server")  # server: partial batches padded (Adapter.run_batch)
     description = "OpenVINO runtime (CPU, Intel GPU/NPU); int8 via NNCF post-training quantization"
 
     def __init__(self, options: AdapterOptions | None = None) -> None:

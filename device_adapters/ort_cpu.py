@@ -137,8 +137,9 @@ class OrtCpuAdapter(Adapter):
     name = "ort-cpu"
     device_kind = "cpu"
     precisions = ("fp32", "fp16", "int8")
-    scenarios = ("single-stream", "offline")
+    scenarios = ("single-stream", "offline", "server")
     description = "ONNX Runtime, CPU execution provider"
+    partial_batch = "exact"  # the exported models' batch axis is dynamic: run_batch(n) binds the first n rows
 
     @classmethod
     def probe(cls) -> Probe:
@@ -228,6 +229,15 @@ class OrtCpuAdapter(Adapter):
     def run(self) -> None:
         self._session.run_with_iobinding(self._binding)
 
+    def run_batch(self, n: int) -> None:
+        """n requests: an IO binding over the first n rows of the bound inputs, made on first use
+        (the server scenario's warm-up runs every size once, so none is made while timed)."""
+        bindings = self.__dict__.setdefault("_partial", {})
+        binding = bindings.get(n)
+        if binding is None:
+            binding = bindings[n] = self._bind(self._session, {k: v[:n] for k, v in self._inputs.items()})
+        self._session.run_with_iobinding(binding)
+
     def open_concurrent(self, concurrency: int) -> ConcurrentRunner:
         """Concurrent requests on one session: ONNX Runtime's `run` is thread-safe and releases
         the GIL. Each slot has its own IO binding over its own copy of the inputs. Unless threads
@@ -274,6 +284,7 @@ class OrtCpuAdapter(Adapter):
     def close(self) -> None:
         self._session = None
         self._binding = None
+        self._partial = {}
 
     def precision_support(self, precision: str) -> "PrecisionSupport":  # noqa: F821 - imported below
         """fp16: ONNX Runtime has CPU fp16 kernels only where MLAS has fp16 acceleration (Arm64 with

@@ -99,7 +99,7 @@ class TorchAdapter(Adapter):
     device_kind = "cpu"  # the default; an instance on "cuda[:N]" has placement.kind "cuda" (picks the power meter)
     device_kinds = ("cpu", "cuda")
     precisions = ("fp32", "tf32", "bf16", "fp16", "int8")
-    scenarios = ("single-stream", "offline")
+    scenarios = ("single-stream", "offline", "server")  # server: partial batches padded (Adapter.run_batch)
     description = "PyTorch eager / torch.compile (inductor, freezing) on CPU or CUDA"
 
     def __init__(self, options: AdapterOptions | None = None) -> None:

@@ -14,7 +14,7 @@ INT4 = "int4"  # weight-only, for LLMs (generate workload); no classifier adapte
 
 ALL: tuple[str, ...] = (FP32, TF32, FP16, BF16, INT8, FP8, INT4)
 
-SCENARIOS: tuple[str, ...] = ("single-stream", "offline")
+SCENARIOS: tuple[str, ...] = ("single-stream", "offline", "server")
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:

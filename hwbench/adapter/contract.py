@@ -14,10 +14,17 @@ Lifecycle, driven by the worker:
     a.prepare(model, precision, batch_size, inputs)   # compile/load + bind inputs; cold start
     a.run()                         # one batch on the bound inputs, returns when done
     a.open_concurrent(n)            # offline scenario only: a ConcurrentRunner
+    a.run_batch(n)                  # server scenario only: one dynamic batch of n <= batch_size requests
     a.infer(inputs) -> outputs      # for the accuracy check, outside timing
     a.effective() -> Effective      # typed: the precision and the device that ran, the settings that applied
     a.device_memory_peak_mb()       # accelerators; CPU memory is the worker's RSS
     a.close()
+
+Server scenario (hwbench.measure.server): the adapter is prepared at the dynamic batcher's max
+batch, and run_batch(n) runs a batch of n requests (1 <= n <= that size). `partial_batch` says
+how a partial batch runs, and is recorded in the settings: "padded" (the default run_batch: the
+whole prepared batch, as a static engine pads one; a partial batch costs a full one) or "exact"
+(an adapter whose runtime takes any batch size overrides run_batch to run only n rows).
 
 Device kind: the class attribute `device_kind` is an adapter's default kind (what `hwbench
 devices` lists, and the kind of an adapter that runs on one kind only); `device_kinds` lists
@@ -41,6 +48,7 @@ if TYPE_CHECKING:  # numpy only for type hints: `hwbench --help` must not load i
     from hwbench.adapter.kit import Placement
 
 
+PARTIAL_BATCH = ("padded", "exact")  # Adapter.partial_batch: a partial batch padded to the prepared size, or run as is
 DEVICE_KINDS = ("cpu", "cuda", "gpu", "npu", "neuron", "none")  # what picks the power meter and the price share
 
 
@@ -124,6 +132,7 @@ class Adapter(ABC):
     precisions: ClassVar[tuple[str, ...]] = ()
     scenarios: ClassVar[tuple[str, ...]] = ("single-stream",)
     description: ClassVar[str] = ""
+    partial_batch: ClassVar[str] = "padded"  # server scenario: how run_batch(n < prepared) runs, see PARTIAL_BATCH
 
     def __init__(self, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()
@@ -189,6 +198,13 @@ class Adapter(ABC):
     @abstractmethod
     def run(self) -> None:
         """Run one batch on the bound inputs; return only when the device has finished."""
+
+    def run_batch(self, n: int) -> None:
+        """Server scenario: one dynamic batch of n requests on the bound inputs (1 <= n <= the
+        prepared batch size); returns when done. The default runs the whole prepared batch
+        (partial_batch = "padded"); adapters that run exactly n rows override it and set
+        partial_batch = "exact"."""
+        self.run()
 
     def open_concurrent(self, concurrency: int) -> ConcurrentRunner:
         """The offline scenario's queue; adapters that list 'offline' in scenarios override this."""

@@ -243,7 +243,8 @@ class NullBase(Adapter):
 
     device_kind = "none"
     precisions = ALL
-    scenarios = ("single-stream", "offline")
+    scenarios = ("single-stream", "offline", "server")
+    partial_batch = "exact"  # nothing runs, whatever the batch
 
     @classmethod
     def probe(cls) -> Probe:
@@ -255,6 +256,9 @@ class NullBase(Adapter):
 
     def run(self) -> None:
         pass
+
+    def run_batch(self, n: int) -> None:
+        self.run()
 
     def open_concurrent(self, concurrency: int) -> ConcurrentRunner:
         from hwbench.adapter.concurrency import ThreadedRunner

@@ -20,7 +20,7 @@ from hwbench.cli.options import JsonFlag, OutDir, complete_list, epilog, renamed
 from hwbench.errors import UsageError
 from hwbench.measure.session import (CONFIRM_ABOVE_TRIALS, build_config, failed_sweep, requested_config,  # noqa: F401
                                      run_profile, sweep_size)  # (build_config: API)
-from hwbench.measure.settings import MeasureSettings, SweepConfig
+from hwbench.measure.settings import MeasureSettings, ServerSettings, SweepConfig
 from hwbench.precision import ALL, SCENARIOS
 
 MAX_PROCESSES = 64  # as hwbench.measure.sweepfile.MAX_PROCESSES (pydantic: not imported for --help)
@@ -29,9 +29,10 @@ EXIT_SIGTERM = 143  # 128 + SIGTERM, as a shell reports a process the signal end
 RENAMED = {"--duration": "--duration-s", "--max-duration": "--max-duration-s", "--timeout": "--timeout-s"}
 COMMAND = dict(cls=renamed_flags(RENAMED), epilog=epilog(
     "hwbench profile resnet50 --adapter ort-cpu --batch 1,8 --precision fp32,int8",
+    "hwbench profile resnet50 --adapter ort-cpu --precision fp32 --scenario server --slo-p99-ms 100",
     "hwbench profile my_model.onnx --dim sequence=64,vocab=1000 --duration-s 5 --instance c7i.xlarge",
     "hwbench profile --config sweep.toml --quick --out results/ci"))
-_S, _M, _Q = SweepConfig(), MeasureSettings(), MeasureSettings.quick()
+_S, _M, _Q, _V = SweepConfig(), MeasureSettings(), MeasureSettings.quick(), ServerSettings()
 
 
 def _csv(items: Any) -> str:
@@ -101,7 +102,7 @@ def render_summary(records: list[dict[str, Any]]) -> list[Any]:
         if r["power_method"] == "estimate-tdp" and energy != "-":
             energy += "*"
         style = "" if r["valid"] and r["accuracy_ok"] is not False else "dim"
-        scen = "off" if r["scenario"] == "offline" else "ss"
+        scen = {"offline": "off", "server": f"srv@{_num(r.get('offered_rps'))}"}.get(r["scenario"], "ss")
         cells = [r["adapter"], prec, str(r["batch_size"]), scen, _num(r["latency_p50_ms"]),
                  _num(r["latency_p99_ms"]), _num(r["throughput_sps"]), _num(r["cold_start_s"]),
                  energy, ",".join(refs) or "ok"]
@@ -110,7 +111,26 @@ def render_summary(records: list[dict[str, Any]]) -> list[Any]:
     out += [f"  [{i}] {n}" for i, n in enumerate(notes, 1)]
     if any(r["power_method"] == "estimate-tdp" for r in records):
         out.append("  * energy estimated from the processor's TDP and utilisation, not measured (see power_note)")
+    out += capacity_lines(records)
     out += others
+    return out
+
+
+def capacity_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per server-scenario search: the capacity at its SLO and its bracket (measured)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for r in records:
+        key = r.get("capacity_search")
+        if r["scenario"] != "server" or not key or key in seen or r.get("slo_p99_ms") is None:
+            continue
+        seen.add(key)
+        cap, hi = r.get("capacity_at_slo_rps"), r.get("capacity_hi_rps")
+        tried = sum(1 for x in records if x.get("capacity_search") == key)
+        what = (f"[bold]{_num(cap)} req/s[/] (bracket {_num(cap)} to {_num(hi)} req/s)" if cap is not None
+                else f"none (no rate tried met it; lowest failing {_num(hi)} req/s)")
+        out.append(f"  capacity at p99 <= {r['slo_p99_ms']:g} ms, {r['model']} {r['adapter']} {r['precision']}: "
+                   f"{what}, {tried} rates measured")
     return out
 
 
@@ -143,6 +163,11 @@ def profile(
     workload: Annotated[Optional[str], typer.Option("--workload", metavar="NAME", help="inference (default: one forward pass per item) or generate (an LLM decoding tokens; README, 'Generative LLMs').")] = None,
     prompt_tokens: Annotated[Optional[str], typer.Option("--prompt-tokens", metavar="N,...", help=f"--workload generate: prompt lengths in tokens, comma-separated (default {_csv(_S.prompt_tokens)}).")] = None,
     output_tokens: Annotated[Optional[str], typer.Option("--output-tokens", metavar="N,...", help=f"--workload generate: tokens generated per sequence, comma-separated (default {_csv(_S.output_tokens)}).")] = None,
+    rate_rps: Annotated[Optional[str], typer.Option("--rate-rps", metavar="RATES", help="Server scenario: offered rates in requests/s, comma-separated (Poisson arrivals, open loop).")] = None,
+    slo_p99_ms: Annotated[Optional[float], typer.Option("--slo-p99-ms", help="Server scenario: search the rate axis for the capacity at this p99 latency (ms); with --rate-rps, judge those rates.")] = None,
+    burstiness: Annotated[Optional[float], typer.Option("--burstiness", help=f"Server scenario: gamma shape of the arrival gaps (1 = Poisson, below 1 burstier; default {_V.burstiness:g}).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help=f"Server scenario: dynamic batching's largest batch (1 = none; default {_V.max_batch}).")] = None,
+    max_queue_delay_ms: Annotated[Optional[float], typer.Option("--max-queue-delay-ms", help=f"Server scenario: how long the oldest request may wait for a batch to fill (default {_V.max_queue_delay_ms:g} ms).")] = None,
     processes: Annotated[Optional[int], typer.Option("--processes", help=f"Fresh worker processes per trial, one after another (1-{MAX_PROCESSES}, default {_S.processes}); samples pooled.")] = None,
     json_out: JsonFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Run a sweep of more than {CONFIRM_ABOVE_TRIALS} trials without asking (needed when stdin is not a terminal).")] = False,
@@ -158,7 +183,9 @@ def profile(
                  concurrency=concurrency, dim=split_list(dim), trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,
                  allow_emulated=allow_emulated, max_duration=max_duration, ci_target=ci_target,
                  usd_per_hour=usd_per_hour, price_note=price_note,
-                 processes=processes, workload=workload, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
+                 processes=processes, workload=workload, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                 rate_rps=rate_rps, slo_p99_ms=slo_p99_ms, burstiness=burstiness,
+                 max_batch=max_batch, max_queue_delay_ms=max_queue_delay_ms)
     cfg = requested_config(flags, config, resume)
     size = sweep_size(cfg)
     if resume is None and size.trials > CONFIRM_ABOVE_TRIALS and not yes:
@@ -188,6 +215,12 @@ def profile(
         elif kind == "trial_start" and task is not None:
             t = data["trial"]
             progress.update(task, description=f"{t.model} {t.adapter} {t.precision} b{t.batch_size} {t.scenario}")
+        elif kind == "server_point":
+            r = data["record"]
+            mark = "[green]ok[/]" if r.valid else "[red]invalid[/]"
+            status.print(f"  {r.model} {r.adapter} {r.precision} server {_num(r.offered_rps)} req/s: "
+                         f"p99 {_num(r.latency_p99_ms)} ms (queue {_num(r.queue_p99_ms)}, service {_num(r.service_p99_ms)}), "
+                         f"achieved {_num(r.achieved_rps)} req/s, batches {r.batch_sizes_json} {mark}")
         elif kind == "trial_done" and task is not None:
             progress.advance(task)
 

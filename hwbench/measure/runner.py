@@ -41,7 +41,8 @@ from hwbench.results.schema import SCHEMA_VERSION, STATUS_ERROR, STATUS_OK, STAT
 from hwbench.measure.settings import SweepConfig
 from hwbench.results.schema import TrialRecord
 from hwbench.results.lock import RunLock
-from hwbench.results.store import RunWriter, ensure_writable, load_run_records, read_manifest, read_trial_record, safe_name
+from hwbench.results.store import (RunWriter, ensure_writable, load_run_records, read_manifest, read_search_records,
+                                   read_trial_record, safe_name)
 from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record, refuse_colliding_trials
 from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
 
@@ -73,7 +74,8 @@ def new_run_id() -> str:
 
 def plan(config: SweepConfig, adapters: list[str]) -> list[Trial]:
     """models x adapters x precisions x batch sizes x scenarios, in a stable order
-    (generate: models x adapters x prompt x output lengths x precisions x batch sizes)."""
+    (generate: models x adapters x prompt x output lengths x precisions x batch sizes). A server-scenario
+    request is one item (batch size 1); its batches are the dynamic batcher's (config.server.max_batch)."""
     if config.workload == "generate":
         return [Trial(model=m, adapter=a, precision=p, batch_size=b, scenario="generate", workload="generate",
                       prompt_tokens=pt, output_tokens=ot)
@@ -85,7 +87,7 @@ def plan(config: SweepConfig, adapters: list[str]) -> list[Trial]:
         for a in adapters
         for s in config.scenarios
         for p in config.precisions
-        for b in config.batch_sizes
+        for b in (config.batch_sizes if s != "server" else (1,))
     ]
 
 
@@ -483,6 +485,11 @@ class SweepRunner:
             return self._run_processes(trial, spec, ctx, job)
         outcome = self._spawn(job, trial.trial_id)
         done = read_trial_record(self.run_dir, trial.trial_id)
+        if done is None and trial.scenario == "server":  # one record per rate, sharing capacity_search
+            points = read_search_records(self.run_dir, trial.trial_id)
+            for point in points:
+                self._emit("server_point", trial=trial, record=point)
+            done = points[-1] if points else None
         if done is not None:  # the worker saved a whole record: a crash or hang after that loses nothing
             if outcome.cause is not None:
                 self.notes.append(f"{trial.trial_id}: the worker failed after saving its result ({outcome.cause}); result kept")

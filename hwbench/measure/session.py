@@ -50,7 +50,27 @@ _FLAG_OF: dict[tuple[str, ...], str] = {
     ("measure", "min_iters"): "--min-iters", ("measure", "max_duration_s"): "--max-duration-s",
     ("measure", "target_p50_rel_halfwidth"): "--ci-target",
     ("workload",): "--workload", ("prompt_tokens",): "--prompt-tokens", ("output_tokens",): "--output-tokens",
+    ("server", "rates_rps"): "--rate-rps", ("server", "slo_p99_ms"): "--slo-p99-ms",
+    ("server", "burstiness"): "--burstiness", ("server", "max_batch"): "--max-batch",
+    ("server", "max_queue_delay_ms"): "--max-queue-delay-ms",
 }
+_SERVER_FLAGS = {"slo_p99_ms": "slo_p99_ms", "burstiness": "burstiness", "max_batch": "max_batch",
+                 "max_queue_delay_ms": "max_queue_delay_ms"}
+
+
+def parse_rates(text: str) -> list[float]:
+    """Parse '5,10,20' (requests/s) into numbers; their bounds are the sweep model's (server.rates_rps)."""
+    out: list[float] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise UsageError(f"--rate-rps: {part!r} is not a number of requests/s") from None
+    if not out:
+        raise UsageError("--rate-rps: empty rate list")
+    return out
 _PLAIN_FLAGS = {"instance_type": "instance_type", "threads": "threads", "device": "device", "concurrency": "concurrency",
                 "tdp_w": "tdp_w", "trial_timeout_s": "trial_timeout_s", "processes": "processes",
                 "usd_per_hour": "usd_per_hour", "price_note": "price_note"}
@@ -134,6 +154,11 @@ def build_config(base: SweepConfig, **flags: Any) -> SweepConfig:
         if flags.get("max_duration") is not None:
             raise UsageError(f"--max-duration-s {cap:g} is below the minimum duration {low:g} s (--duration-s)")
         measure["max_duration_s"] = low  # without --max-duration-s, the cap follows a --duration-s above it
+    if flags.get("rate_rps") is not None:
+        doc["server"]["rates_rps"] = parse_rates(flags["rate_rps"])
+    for flag, key in _SERVER_FLAGS.items():
+        if flags.get(flag) is not None:
+            doc["server"][key] = flags[flag]
     if flags.get("allow_emulated"):
         doc["allow_emulated"] = True
     if flags.get("no_accuracy"):

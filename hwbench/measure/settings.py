@@ -77,6 +77,53 @@ WORKLOADS: tuple[str, ...] = ("inference", "generate")
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The server scenario (hwbench.measure.servertrial): open-loop load per rate, dynamic batching,
+    LoadGen-style validity, and the capacity search at a p99 SLO.
+
+    Each rate point issues requests for at least min_duration_s AND min_queries (LoadGen's two
+    minimums, far shorter than LoadGen's 600 s so that a search takes minutes), capped at
+    max_duration_s of schedule (a point cut short of min_queries is invalid). Early stopping
+    claims a p99 bound at 0.99 confidence only from 459 queries: set min_queries to 460 or more
+    for a claim at every point. Without rates_rps, slo_p99_ms searches the rate axis.
+    """
+
+    rates_rps: tuple[float, ...] = ()  # rates to measure; empty: search (needs slo_p99_ms)
+    slo_p99_ms: float | None = None  # the p99 bound a rate must meet to count toward capacity
+    burstiness: float = 1.0  # gamma shape of the gaps: 1 = Poisson (hwbench.measure.arrivals)
+    max_batch: int = 8  # dynamic batching: at most this many requests per batch (1: none)
+    max_queue_delay_ms: float = 0.0  # how long the oldest queued request may wait for a batch to fill
+    min_duration_s: float = 2.0
+    min_queries: int = 300
+    max_duration_s: float = 30.0
+    drain_s: float = 2.0  # after the last arrival, how long queued requests may still be served
+    max_queue: int = 0  # queued requests beyond this are dropped; 0: unbounded
+    max_sched_lag_ms: float = 1.0  # issuer lag p99 above this AND above 10% of the latency p99: invalid
+    warmup_s: float = 0.5
+    max_rates: int = 8  # the search's budget of rate points
+    rel_tol: float = 0.1  # the search stops once hi / lo <= 1 + rel_tol
+    seed: int = 0  # the arrival schedule's seed (each rate point draws from seed + its index)
+
+    def problem(self, scenarios: tuple[str, ...] | list[str], processes: int, trial_timeout_s: float | None) -> tuple[str, str] | None:
+        """(the sweep key at fault, why) when a sweep with these scenarios cannot run the server scenario; else None."""
+        if "server" not in scenarios:
+            return None
+        if not self.rates_rps and self.slo_p99_ms is None:
+            return ("scenarios", "the server scenario needs rates (--rate-rps, sweep file server.rates_rps) or an SLO "
+                                 "to search capacity at (--slo-p99-ms, server.slo_p99_ms)")
+        if processes > 1:
+            return ("processes", "the server scenario runs in one process (a capacity search is one sequence of "
+                                 "rates); drop --processes")
+        rates = len(self.rates_rps) or self.max_rates
+        worst = rates * (self.max_duration_s + self.drain_s) + self.warmup_s
+        if trial_timeout_s is not None and worst >= trial_timeout_s:
+            return ("trial_timeout_s", f"{trial_timeout_s:g} s may not hold the server scenario's {rates} rate points "
+                                       f"of up to {self.max_duration_s:g} + {self.drain_s:g} s each ({worst:g} s): raise "
+                                       "it or lower server.max_duration_s / server.max_rates")
+        return None
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """models x adapters x precisions x batch sizes x scenarios, plus how to measure them."""
 
@@ -108,6 +155,7 @@ class SweepConfig:
     prompt_tokens: tuple[int, ...] = (128,)
     output_tokens: tuple[int, ...] = (128,)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)  # the server scenario's load and search
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +166,9 @@ class SweepConfig:
         d["measure"] = MeasureSettings(**d.get("measure", {}))
         d["accuracy"] = AccuracySettings(**d.get("accuracy", {}))
         d["generate"] = GenerateSettings(**d.get("generate", {}))
+        server = dict(d.get("server", {}))
+        server["rates_rps"] = tuple(server.get("rates_rps", ()))
+        d["server"] = ServerSettings(**server)
         for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios", "prompt_tokens", "output_tokens"):
             if k in d:
                 d[k] = tuple(d[k])

@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from hwbench.adapter import registry
 from hwbench.errors import ConfigError
 from hwbench.precision import ALL, SCENARIOS
-from hwbench.measure.settings import WORKLOADS, AccuracySettings, GenerateSettings, MeasureSettings, SweepConfig
+from hwbench.measure.settings import WORKLOADS, AccuracySettings, GenerateSettings, MeasureSettings, ServerSettings, SweepConfig
 
 MAX_FILE_BYTES = 1 << 20
 MAX_BATCH = 65536
@@ -242,6 +242,10 @@ class _Section(BaseModel):
 _M = MeasureSettings()
 _A = AccuracySettings()
 _S = SweepConfig()
+_V = ServerSettings()
+MAX_RATE_RPS = 1e6  # as hwbench.measure.arrivals.MAX_RATE_RPS
+MAX_RATES = 64
+MAX_SERVER_BATCH = 4096
 
 
 class MeasureModel(_Section):
@@ -311,6 +315,35 @@ class GenerateModel(_Section):
         return v
 
 
+class ServerModel(_Section):
+    """[server]: the server scenario's load, batching, validity and search (hwbench.measure.settings.ServerSettings)."""
+
+    rates_rps: Annotated[list[Num(f"a rate in requests/s above 0 and up to {MAX_RATE_RPS:g}", gt=0.0, le=MAX_RATE_RPS)],
+                         Field(max_length=MAX_RATES)] = list(_V.rates_rps)
+    slo_p99_ms: Num("a latency in ms above 0 and up to one hour (3600000)", gt=0.0, le=3.6e6) = None  # type: ignore[assignment]
+    burstiness: Num("a gamma shape from 0.01 to 100 (1 = Poisson)", ge=0.01, le=100.0) = _V.burstiness
+    max_batch: Int(1, MAX_SERVER_BATCH, f"a batch size from 1 to {MAX_SERVER_BATCH}") = _V.max_batch
+    max_queue_delay_ms: Num("a delay in ms from 0 up to 60000", ge=0.0, le=60000.0) = _V.max_queue_delay_ms
+    min_duration_s: DURATION = _V.min_duration_s
+    min_queries: Int(1, 10**8, "a positive integer up to 100000000") = _V.min_queries
+    max_duration_s: DURATION = Field(_V.max_duration_s, validate_default=True)
+    drain_s: Num("a duration in seconds from 0 up to 3600", ge=0.0, le=3600.0) = _V.drain_s
+    max_queue: Int(0, 10**8, "an integer from 0 (unbounded) up to 100000000") = _V.max_queue
+    max_sched_lag_ms: Num("a lag in ms above 0 and up to 60000", gt=0.0, le=60000.0) = _V.max_sched_lag_ms
+    warmup_s: DURATION_OR_ZERO = _V.warmup_s
+    max_rates: Int(1, MAX_RATES, f"an integer from 1 to {MAX_RATES}") = _V.max_rates
+    rel_tol: Num("a relative tolerance from 0.001 to 10", ge=0.001, le=10.0) = _V.rel_tol
+    seed: Int(0, 2**32 - 1, "an integer from 0 to 4294967295") = _V.seed
+
+    @field_validator("max_duration_s")
+    @classmethod
+    def _durations(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_duration_s")
+        if low is not None and low > v:
+            raise _fail(f"{low:g} s is above server.max_duration_s ({v:g} s)", at="min_duration_s")
+        return v
+
+
 class TorchOptions(_Section):
     """[adapter_options.torch]: passed to the torch adapter as AdapterOptions.extra."""
 
@@ -362,6 +395,17 @@ class SweepModel(_Section):
     prompt_tokens: _list(Int(1, MAX_TOKENS, f"a positive number of tokens up to {MAX_TOKENS}")) = list(_S.prompt_tokens)
     output_tokens: _list(Int(1, MAX_TOKENS, f"a positive number of tokens up to {MAX_TOKENS}")) = list(_S.output_tokens)
     generate: GenerateModel = Field(default_factory=GenerateModel)
+    server: ServerModel = Field(default_factory=ServerModel, validate_default=True)  # after scenarios, processes, timeout
+
+    @field_validator("server")
+    @classmethod
+    def _server_scenario(cls, v: ServerModel, info: ValidationInfo) -> ServerModel:
+        d = info.data
+        problem = ServerSettings(**v.model_dump()).problem(d.get("scenarios") or (), d.get("processes") or 1,
+                                                           d.get("trial_timeout_s"))
+        if problem:
+            raise _fail(problem[1], at=problem[0])
+        return v
 
     @field_validator("trial_timeout_s")
     @classmethod
@@ -375,14 +419,18 @@ class SweepModel(_Section):
     def to_config(self) -> SweepConfig:
         """The SweepConfig of the keys given (the dataclass keeps the defaults of the others)."""
         given = self.model_dump(exclude_unset=True)
-        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options", "generate")}
+        top = {k: v for k, v in given.items() if k not in ("measure", "accuracy", "adapter_options", "generate", "server")}
         for k in ("models", "adapters", "precisions", "batch_sizes", "scenarios", "prompt_tokens", "output_tokens"):
             if k in top:
                 top[k] = tuple(dict.fromkeys(top[k]))
         options = {name: table for name, table in given.get("adapter_options", {}).items() if table}
+        server = dict(given.get("server", {}))
+        if "rates_rps" in server:
+            server["rates_rps"] = tuple(dict.fromkeys(server["rates_rps"]))
         return SweepConfig(measure=MeasureSettings(**given.get("measure", {})),
                            accuracy=AccuracySettings(**given.get("accuracy", {})),
                            generate=GenerateSettings(**given.get("generate", {})),
+                           server=ServerSettings(**server),
                            adapter_options=options, **top)
 
 
@@ -470,6 +518,7 @@ def config_doc(config: SweepConfig) -> dict[str, Any]:
     doc = dataclasses.asdict(config)
     out = {k: list(v) if isinstance(v, tuple) else v for k, v in doc.items() if v is not None and v != ()}
     out["adapter_options"] = {k: dict(v) for k, v in config.adapter_options.items()}
+    out["server"] = {k: list(v) if isinstance(v, tuple) else v for k, v in doc["server"].items() if v is not None}
     return out
 
 

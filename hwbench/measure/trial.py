@@ -238,6 +238,57 @@ def stamp_timings(rec: TrialRecord, timings: dict[str, float]) -> None:
     rec.settings = settings_json(settings)
 
 
+def adapter_options(trial: Trial, ctx: TrialContext) -> AdapterOptions:
+    """The trial's adapter settings, from the sweep."""
+    cfg = ctx.config
+    return AdapterOptions(
+        device=cfg.device, threads=cfg.threads, concurrency=cfg.concurrency, cache_dir=ctx.cache_dir,
+        extra={"batch_sizes": list(cfg.batch_sizes), **cfg.adapter_options.get(trial.adapter, {})},
+    )
+
+
+def admit(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialRecord, cfg: SweepConfig) -> bool:
+    """Whether the point can run: False with rec marked unsupported (and why) when it cannot."""
+    cls = type(adapter)
+    reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
+    if reason:
+        rec.status, rec.error = STATUS_UNSUPPORTED, reason
+        rec.device = _unsupported_device(cls, cfg.device) or rec.device
+        return False
+    support = adapter.precision_support(trial.precision)
+    rec.precision_native, rec.precision_note = support.native, support.note
+    if support.native is False:
+        if not cfg.allow_emulated:
+            rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
+                                               "(sweep file: allow_emulated = true) runs it anyway")
+            rec.device = _unsupported_device(cls, cfg.device) or rec.device
+            return False
+        rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
+                            "representative of hardware that runs it natively")
+    return True
+
+
+def record_failure(rec: TrialRecord, e: BaseException) -> None:
+    """An exception as the record's outcome: unsupported (UnsupportedPoint) or error, with where it came from."""
+    if isinstance(e, UnsupportedPoint):
+        rec.status, rec.error, rec.valid = STATUS_UNSUPPORTED, str(e), False
+        return
+    rec.status, rec.valid = STATUS_ERROR, False
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    rec.error = f"{type(e).__name__}: {e}{where}"[:2000]
+
+
+def run_trial_records(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[tuple[TrialRecord, np.ndarray | None]]:
+    """Every record a trial yields: one, or for the server scenario one per offered rate
+    (hwbench.measure.servertrial), each with its raw latencies."""
+    if trial.scenario == "server":
+        from hwbench.measure.servertrial import run_server_trial
+
+        return run_server_trial(trial, spec, ctx)
+    return [run_trial(trial, spec, ctx)]
+
+
 def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRecord, np.ndarray | None]:
     """Run one trial; every outcome becomes a record (ok, unsupported or error)."""
     if trial.workload == "generate":  # spec is an LlmSpec: an LLM generating tokens
@@ -247,31 +298,15 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
     timings = {"trial_start": time.time()}
     rec = base_record(trial, spec, ctx)
     cfg = ctx.config
-    options = AdapterOptions(
-        device=cfg.device, threads=cfg.threads, concurrency=cfg.concurrency, cache_dir=ctx.cache_dir,
-        extra={"batch_sizes": list(cfg.batch_sizes), **cfg.adapter_options.get(trial.adapter, {})},
-    )
+    options = adapter_options(trial, ctx)
     adapter: Adapter | None = None
     samples = None
     try:
         cls = registry.load(trial.adapter)
         adapter = cls(options)
         timings["adapter_loaded"] = time.time()
-        reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
-        if reason:
-            rec.status, rec.error = STATUS_UNSUPPORTED, reason
-            rec.device = _unsupported_device(cls, cfg.device) or rec.device
+        if not admit(adapter, trial, spec, rec, cfg):
             return rec, None
-        support = adapter.precision_support(trial.precision)
-        rec.precision_native, rec.precision_note = support.native, support.note
-        if support.native is False:
-            if not cfg.allow_emulated:
-                rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
-                                                   "(sweep file: allow_emulated = true) runs it anyway")
-                rec.device = _unsupported_device(cls, cfg.device) or rec.device
-                return rec, None
-            rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
-                                "representative of hardware that runs it natively")
         from hwbench.models.workload import make_inputs
 
         inputs = make_inputs(spec, trial.batch_size, seed=0)
@@ -319,13 +354,8 @@ def run_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> tuple[TrialRe
         _check_accuracy(adapter, trial, spec, rec, ctx)
         timings["accuracy_done"] = time.time()
         rec.status = STATUS_OK
-    except UnsupportedPoint as e:
-        rec.status, rec.error, rec.valid = STATUS_UNSUPPORTED, str(e), False
     except Exception as e:  # noqa: BLE001 - an adapter failure is a result, not a crash
-        rec.status, rec.valid = STATUS_ERROR, False
-        tb = traceback.extract_tb(e.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-        rec.error = f"{type(e).__name__}: {e}{where}"[:2000]
+        record_failure(rec, e)
     finally:
         if adapter is not None:
             try:

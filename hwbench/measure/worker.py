@@ -83,16 +83,17 @@ def _run(job: dict, timings: dict[str, float]) -> int:
         return 0
 
     from hwbench.results.store import RunWriter
-    from hwbench.measure.trial import Trial, TrialContext, run_trial, stamp_timings
+    from hwbench.measure.trial import Trial, TrialContext, run_trial_records, stamp_timings
 
     timings["imported"] = time.time()
     if "process" in job:  # one of the trial's --processes repeats; hwbench.measure.runner merges the parts
         os.environ["HWBENCH_PROCESS"] = str(job["process"])
     trial = Trial(**job["trial"])
     ctx = TrialContext(config=SweepConfig.from_dict(job["config"]), **job["context"])
-    record, samples = run_trial(trial, spec, ctx)
-    stamp_timings(record, timings)
-    RunWriter(Path(job.get("part_dir") or job["run_dir"])).write_trial(record, samples)
+    writer = RunWriter(Path(job.get("part_dir") or job["run_dir"]))
+    for record, samples in run_trial_records(trial, spec, ctx):  # the server scenario: one per rate
+        stamp_timings(record, timings)
+        writer.write_trial(record, samples)
     return 0
 
 

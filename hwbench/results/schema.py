@@ -10,9 +10,10 @@ History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/)
      process_p50_spread (repeats in fresh workers), and how the run is priced
      (instance_type_source, price_usd_per_hour, price_note). Version-1 files are migrated on
      read (MIGRATIONS below): the new columns come back empty, processes as 1.
-  3  (hwbench 0.3.0) the server scenario: one record per offered rate, with the achieved rate,
-     queueing delay and service time apart, the batches formed, drops and time-outs, the
-     issuer's scheduling lag, the p99 bound claimed, and the capacity at an SLO with its bracket;
+  3  (hwbench 0.3.0) the server scenario (hwbench.measure.servertrial): one record per offered
+     rate with its queueing and service times, batch sizes, lost requests, the issuer's lag,
+     the LoadGen early-stopping bound it can claim, and the capacity at a p99 SLO shared by the
+     records of one search. Older files get these columns empty;
      and generative LLMs (the generate workload): prompt and output lengths,
      TTFT/TPOT/ITL/E2E percentiles (vLLM's definitions, hwbench.adapter.tokens), token
      throughputs (prefill and decode apart), the KV cache's size, where the prompts came from,
@@ -113,25 +114,26 @@ class TrialRecord:
     price_usd_per_hour: float | None = None  # a price given for this machine (--usd-per-hour)
     price_note: str | None = None  # where that price comes from
     # --- server scenario (v3) ---
-    offered_rps: float | None = None  # the arrival rate offered (requests/s)
-    achieved_rps: float | None = None  # completions/s actually served
-    burstiness: float | None = None  # gamma shape of the gaps (1 = Poisson)
-    queue_p50_ms: float | None = None  # scheduled arrival -> service start
+    # One record per offered rate; latency_p*_ms are then END TO END, scheduled arrival -> completion.
+    offered_rps: float | None = None  # the arrival process's rate
+    achieved_rps: float | None = None  # requests completed / (schedule start -> last completion)
+    burstiness: float | None = None  # gamma shape of the arrival gaps (1 = Poisson)
+    queue_p50_ms: float | None = None  # scheduled arrival -> its batch's start
     queue_p99_ms: float | None = None
-    service_p50_ms: float | None = None  # service start -> completion
+    service_p50_ms: float | None = None  # its batch's start -> end
     service_p99_ms: float | None = None
-    batch_sizes_json: str = ""  # JSON: batch size formed -> count
-    max_batch: int | None = None  # the dynamic batcher's limits
-    max_queue_delay_ms: float | None = None
-    requests_dropped: int = 0
-    requests_timed_out: int = 0
-    sched_lag_p99_ms: float | None = None  # actual minus scheduled issue time
-    p99_bound_claimed: str = ""  # which p99 bound the query count could claim (early stopping)
-    slo_p99_ms: float | None = None  # the SLO the capacity was searched at
-    capacity_at_slo_rps: float | None = None  # highest rate whose measured p99 met the SLO
-    capacity_lo_rps: float | None = None  # its bracket
-    capacity_hi_rps: float | None = None
-    capacity_search: str = ""  # how it was searched (rates tried)
+    batch_sizes_json: str | None = None  # JSON {batch size: batches formed}
+    max_batch: int | None = None  # dynamic batching: the most requests per batch
+    max_queue_delay_ms: float | None = None  # dynamic batching: the oldest request's longest wait for a batch
+    requests_dropped: int | None = None  # refused: the queue was full
+    requests_timed_out: int | None = None  # still queued when the drain window closed
+    sched_lag_p99_ms: float | None = None  # the issuer's actual minus scheduled issue time, p99
+    p99_bound_claimed: str | None = None  # LoadGen early stopping's claimable p99 bound, or why none
+    slo_p99_ms: float | None = None  # the SLO the search (or the rates) were judged against
+    capacity_at_slo_rps: float | None = None  # the highest rate measured to meet the SLO
+    capacity_lo_rps: float | None = None  # bracket: = capacity_at_slo_rps
+    capacity_hi_rps: float | None = None  # bracket: the lowest rate above it measured to fail
+    capacity_search: str | None = None  # the key shared by one search's (or one rate list's) records
     # --- generation (v3) ---------------------------------------------------------------
     # A generate record's latency_* columns are per generate call (E2E of the batch), n_samples
     # counts sequences, throughput_sps sequences/s; the token metrics below are the LLM's own.
@@ -213,10 +215,10 @@ MIGRATIONS: dict[int, dict[str, Any]] = {
     },
     3: {  # --- server scenario (v3) ---
         "offered_rps": None, "achieved_rps": None, "burstiness": None, "queue_p50_ms": None, "queue_p99_ms": None,
-        "service_p50_ms": None, "service_p99_ms": None, "batch_sizes_json": "", "max_batch": None,
-        "max_queue_delay_ms": None, "requests_dropped": 0, "requests_timed_out": 0, "sched_lag_p99_ms": None,
-        "p99_bound_claimed": "", "slo_p99_ms": None, "capacity_at_slo_rps": None, "capacity_lo_rps": None,
-        "capacity_hi_rps": None, "capacity_search": "",
+        "service_p50_ms": None, "service_p99_ms": None, "batch_sizes_json": None, "max_batch": None,
+        "max_queue_delay_ms": None, "requests_dropped": None, "requests_timed_out": None, "sched_lag_p99_ms": None,
+        "p99_bound_claimed": None, "slo_p99_ms": None, "capacity_at_slo_rps": None, "capacity_lo_rps": None,
+        "capacity_hi_rps": None, "capacity_search": None,
         "workload": "inference", "prompt_tokens": None, "output_tokens": None,
         **{f"{m}_{k}": None for m in ("ttft", "tpot") for k in ("p50_ms", "p90_ms", "p99_ms", "p50_ci_low_ms",
                                                             "p50_ci_high_ms", "p99_ci_low_ms", "p99_ci_high_ms")},

@@ -120,7 +120,7 @@ class RunWriter:
         df = load_run_records(self.run_dir)
         if not include_errors:
             df = df[df["status"] != "error"]
-        return set(df["trial_id"])
+        return set(df["trial_id"]) | set(df["capacity_search"].dropna())  # a server trial: its rate records
 
     def compact(self) -> None:
         """Merge fragments into records.parquet / latencies.parquet, then remove the fragments.
@@ -269,6 +269,12 @@ def read_trial_record(run_dir: Path, trial_id: str) -> TrialRecord | None:
     df = _read_table(frag, RECORD_SCHEMA) if frag.exists() else load_run_records(Path(run_dir))
     rows = as_dicts(df[df["trial_id"] == trial_id])
     return record_from_row(rows[-1]) if rows else None
+
+
+def read_search_records(run_dir: Path, search: str) -> list[TrialRecord]:
+    """The records of one server-scenario trial (capacity_search == its trial id), in the order measured."""
+    df = load_run_records(Path(run_dir))
+    return [record_from_row(r) for r in as_dicts(df[df["capacity_search"] == search].sort_values("trial_id"))]
 
 
 def has_records(run_dir: Path) -> bool:

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from hwbench.adapter import Adapter, AdapterOptions, Effective, Probe
-from hwbench.adapter.contract import DEVICE_KINDS
+from hwbench.adapter.contract import DEVICE_KINDS, PARTIAL_BATCH
 from hwbench.host.isa import PrecisionSupport
 from hwbench.models.spec import ModelSpec
 from hwbench.precision import ALL, SCENARIOS
@@ -396,6 +396,24 @@ class AdapterConformance:
             again.run()
         finally:
             again.close()
+
+    def test_server_run_batch(self, conformance_model: ModelSpec, conformance_point: tuple[str, int],
+                              conformance_cache: Path) -> None:
+        """run_batch(n) for every n up to the prepared batch (the server scenario's dynamic batches)."""
+        from hwbench.models.workload import make_inputs
+
+        cls = self.adapter_class()
+        if "server" not in cls.scenarios:
+            pytest.skip(f"{self.trial_name()} does not list the server scenario")
+        assert cls.partial_batch in PARTIAL_BATCH, f"{cls.__name__}.partial_batch = {cls.partial_batch!r}"
+        precision, batch = conformance_point[0], self.batch_sizes[-1]
+        adapter = self.new_adapter(conformance_cache)
+        try:
+            adapter.prepare(conformance_model, precision, batch, make_inputs(conformance_model, batch, seed=0))
+            for n in range(batch, 0, -1):
+                assert adapter.run_batch(n) is None, f"run_batch({n}) returned a value"
+        finally:
+            adapter.close()
 
     def test_offline_runner(self, prepared: Adapter) -> None:
         """open_concurrent(n): every submitted tag comes back exactly once, under the profiler's protocol."""
