@@ -12,7 +12,6 @@ from typing import Any
 from hwbench.cli.common import console, err_console, print_json, Table
 from hwbench.errors import UsageError
 
-ENDPOINT_ADAPTERS = ("openai",)
 EXIT_TRIALS_FAILED = 3
 
 
@@ -57,12 +56,16 @@ def run_endpoint(url: str, *, adapter: str | None, served_model: str | None, api
                  slo_e2e_ms: float | None, slo_preset: str | None, ignore_eos: bool, tokenizer: str | None,
                  read_timeout_s: float | None, out: Path | str, json_out: bool) -> None:
     """Validate the flags, run the load points, print; exit 3 when a point had no successful request."""
-    from device_adapters.openai_http import OpenAIEndpoint  # noqa: F401 (imported here: the CLI layer may)
-
+    from hwbench.adapter import registry
     from hwbench.measure.endpoint_session import EndpointConfig, as_json, preset, run_endpoint_profile
 
-    if adapter not in ENDPOINT_ADAPTERS:
-        raise UsageError(f"a URL model is a served endpoint: profile it with --adapter openai (got {adapter or 'no adapter'})")
+    if adapter not in registry.ENDPOINTS:
+        raise UsageError(f"a URL model is a served endpoint: profile it with --adapter {' or '.join(registry.ENDPOINTS)} "
+                         f"(got {adapter or 'no adapter'})")
+    probe = registry.load_endpoint(adapter).probe()
+    if not probe.available:
+        raise UsageError(f"{adapter} unavailable here: {probe.reason} ({probe.install_hint})")
+    OpenAIEndpoint = registry.load_endpoint(adapter)
     if not served_model:
         raise UsageError("--served-model is required for an endpoint: the model name it serves (GET /v1/models lists them)")
     slo = preset(slo_preset) if slo_preset else {}
@@ -80,7 +83,7 @@ def run_endpoint(url: str, *, adapter: str | None, served_model: str | None, api
     OpenAIEndpoint(url, served_model, **kwargs)  # validates the client's settings before anything runs
     status = err_console if json_out else console
 
-    def factory() -> OpenAIEndpoint:
+    def factory() -> Any:
         return OpenAIEndpoint(url, served_model, **kwargs)
 
     status.print(f"endpoint {cfg.public_url()} serving {served_model} ({api} API); what it runs on: "

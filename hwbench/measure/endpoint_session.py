@@ -193,7 +193,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
     point = f"r{lr.offered_rps:g}" if open_loop else f"c{lr.concurrency}"
     trial_id = f"{cfg.served_model}__openai__p{prompt_tokens}__o{output_tokens}__{point}"
     scenario = "server" if open_loop else ("single-stream" if lr.concurrency == 1 else "offline")
-    rec = TrialRecord(run_id=run_id, trial_id=trial_id, model=cfg.served_model, adapter="openai",
+    rec = TrialRecord(run_id=run_id, trial_id=trial_id, model=cfg.served_model, model_sha256="", adapter="openai",  # weights unseen
                       device=cfg.accelerator or "remote endpoint (given: unknown)", precision="served",
                       batch_size=1, scenario=scenario, concurrency=lr.concurrency or 1,
                       instance_type=cfg.instance, host=host, hwbench_version=__version__,
