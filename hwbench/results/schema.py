@@ -17,7 +17,9 @@ History of SCHEMA_VERSION (old files are kept as fixtures under tests/fixtures/)
      and generative LLMs (the generate workload): prompt and output lengths,
      TTFT/TPOT/ITL/E2E percentiles (vLLM's definitions, hwbench.adapter.tokens), token
      throughputs (prefill and decode apart), the KV cache's size, where the prompts came from,
-     energy per token and the generation accuracy check. Older rows read as workload "inference".
+     energy per token and the generation accuracy check. Older rows read as workload "inference";
+     and served endpoints (--adapter openai): the endpoint, failures with their reasons, goodput
+     at TTFT/TPOT/E2E bounds, the client's own CPU.
 """
 
 from __future__ import annotations
@@ -171,6 +173,17 @@ class TrialRecord:
     energy_j_per_token: float | None = None  # per prompt + output token
     acc_greedy_agreement: float | None = None  # mean share of the first acc_greedy_tokens greedy tokens equal to fp32's (common prefix)
     acc_greedy_tokens: int | None = None
+    # --- served endpoints (v3): --adapter openai, measured by the client ---------------------
+    endpoint_url: str | None = None  # scheme://host:port/path only: never credentials or a query
+    served_model: str | None = None  # the name the server serves
+    requests_failed: int | None = None  # requests that failed (HTTP errors, timeouts, cut-off streams...)
+    failure_reasons: list[str] = field(default_factory=list)  # "N x reason", most common first
+    goodput_rps: float | None = None  # requests/s that met every per-request SLO bound (DistServe)
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
+    slo_e2e_ms: float | None = None
+    client_cpu_pct: float | None = None  # the load generator's own CPU over the run, % of one core
+    usage_mismatch: int | None = None  # answers whose usage.completion_tokens differs from the chunks received
     schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:
@@ -227,6 +240,9 @@ MIGRATIONS: dict[int, dict[str, Any]] = {
         "total_tokens_per_s_per_seq": None, "prefill_tokens_per_s": None, "decode_tokens_per_s": None,
         "kv_cache_mb": None, "prompt_source": None, "random_weights": None, "energy_j_per_output_token": None,
         "energy_j_per_token": None, "acc_greedy_agreement": None, "acc_greedy_tokens": None,
+        "endpoint_url": None, "served_model": None, "requests_failed": None, "failure_reasons": [],
+        "goodput_rps": None, "slo_ttft_ms": None, "slo_tpot_ms": None, "slo_e2e_ms": None, "client_cpu_pct": None,
+        "usage_mismatch": None,
     },
 }
 
