@@ -16,7 +16,6 @@ import json
 import math
 import os
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,12 +25,11 @@ import numpy as np
 from hwbench import __version__
 from hwbench.adapter import AdapterOptions
 from hwbench.adapter import registry
-from hwbench.errors import UnsupportedPoint
 from hwbench.fsutil import atomic_write
 from hwbench.measure.genstats import call_latency_ns, summarize_generation
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.models.llmspec import LlmSpec
-from hwbench.results.schema import STATUS_ERROR, STATUS_OK, STATUS_UNSUPPORTED, TrialRecord, settings_json
+from hwbench.results.schema import STATUS_OK, STATUS_UNSUPPORTED, TrialRecord, settings_json
 
 if TYPE_CHECKING:
     from hwbench.adapter.generative import GenerativeAdapter
@@ -194,7 +192,8 @@ def _latency_columns(rec: TrialRecord, call_ns: list[int], batch: int, wall_s: f
 
 def run_generate_trial(trial: "Trial", spec: LlmSpec, ctx: "TrialContext") -> tuple[TrialRecord, np.ndarray | None]:
     """Run one generate trial; every outcome becomes a record (ok, unsupported or error)."""
-    from hwbench.measure.trial import _apply_activity, _instance_columns, _peak_rss_mb, apply_effective, stamp_timings
+    from hwbench.measure.trial import (_apply_activity, _instance_columns, _peak_rss_mb, apply_effective, record_failure,
+                                       stamp_timings)
 
     timings = {"trial_start": time.time()}
     rec = generate_base_record(trial, spec, ctx)
@@ -273,13 +272,8 @@ def run_generate_trial(trial: "Trial", spec: LlmSpec, ctx: "TrialContext") -> tu
         _check_accuracy(adapter, trial, spec, rec, ctx)
         timings["accuracy_done"] = time.time()
         rec.status = STATUS_OK
-    except UnsupportedPoint as e:
-        rec.status, rec.error, rec.valid = STATUS_UNSUPPORTED, str(e), False
-    except Exception as e:  # noqa: BLE001 - an adapter failure is a result, not a crash
-        rec.status, rec.valid = STATUS_ERROR, False
-        tb = traceback.extract_tb(e.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-        rec.error = f"{type(e).__name__}: {e}{where}"[:2000]
+    except Exception as e:  # noqa: BLE001 - an adapter failure is a result (unsupported or error), not a crash
+        record_failure(rec, e)
     finally:
         if adapter is not None:
             try:
