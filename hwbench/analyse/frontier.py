@@ -51,6 +51,7 @@ from hwbench.fsutil import atomic_write_text
 from hwbench.jsonsafe import json_safe
 
 from hwbench import __version__
+from hwbench.analyse.exportfile import read_export
 from hwbench.errors import HwbenchError, ResultsError, UsageError
 from hwbench.analyse.capacity import DEFAULT_MAX_UTILISATION
 from hwbench.analyse.llmcost import LLM_COLUMNS, LLM_COST_COLUMNS, frontier_axes
@@ -389,20 +390,7 @@ class Frontier:
 
 def load(path: Path | str) -> Frontier:
     """Read an exported frontier, refusing foreign files and newer schema versions."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"frontier file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultsError(f"frontier file {p} is unreadable: {e}") from e
-    if not isinstance(doc, dict) or doc.get("kind") != FRONTIER_KIND:
-        raise ResultsError(f"{p} is not an hwbench frontier export (kind is not {FRONTIER_KIND!r})")
-    version = doc.get("schema_version")
-    if not isinstance(version, int) or version < 1:
-        raise ResultsError(f"{p} has no valid schema_version")
-    if version > FRONTIER_SCHEMA_VERSION:
-        raise ResultsError(f"{p} is frontier schema {version}; this hwbench reads up to {FRONTIER_SCHEMA_VERSION}: upgrade")
+    p, doc, version = read_export(path, FRONTIER_KIND, "frontier", FRONTIER_SCHEMA_VERSION)
     points = doc.get("points")
     if not isinstance(points, list):
         raise ResultsError(f"{p}: 'points' must be a list")

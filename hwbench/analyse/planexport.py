@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hwbench import __version__
+from hwbench.analyse.exportfile import read_export
 from hwbench.errors import ResultsError, UsageError
 from hwbench.fsutil import atomic_write_text
 from hwbench.jsonsafe import json_safe
@@ -86,20 +87,7 @@ class LoadedPlan:
 
 def load_plan(path: Path | str) -> LoadedPlan:
     """Read a plan export, refusing foreign files and newer schema versions."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"plan file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultsError(f"plan file {p} is unreadable: {e}") from e
-    if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
-        raise ResultsError(f"{p} is not an hwbench plan export (kind is not {PLAN_KIND!r})")
-    version = doc.get("schema_version")
-    if not isinstance(version, int) or version < 1:
-        raise ResultsError(f"{p} has no valid schema_version")
-    if version > PLAN_SCHEMA_VERSION:
-        raise ResultsError(f"{p} is plan schema {version}; this hwbench reads up to {PLAN_SCHEMA_VERSION}: upgrade")
+    p, doc, version = read_export(path, PLAN_KIND, "plan", PLAN_SCHEMA_VERSION)
     if not isinstance(doc.get("hours"), list) or not doc["hours"]:
         raise ResultsError(f"{p}: 'hours' must be a non-empty list")
     return LoadedPlan(doc)
