@@ -130,7 +130,7 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
     adapter: Adapter | None = None
     points: list[tuple[TrialRecord, np.ndarray | None]] = []
     try:
-        adapter = registry.load(trial.adapter)(adapter_options(trial, ctx))
+        adapter = registry.load(trial.adapter)(dataclasses.replace(adapter_options(trial, ctx), scenario="server"))
         if not admit(adapter, trial, spec, template, cfg):
             return [(template, None)]
         from hwbench.models.workload import make_inputs
@@ -146,14 +146,16 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
         base_settings = {**json.loads(template.settings or "{}"), **settings}
         timings["prepared"] = time.time()
 
-        # a confirmation point: LoadGen's full performance run at the rate the search found
-        full = dataclasses.replace(server, min_queries=max(server.min_queries, server.confirm_min_queries),
-                                   max_duration_s=max(server.max_duration_s, server.confirm_max_duration_s))
+        # a confirmation point: LoadGen's final performance run at the rate the search found, as long as
+        # confirm_min_queries (enough for an early-stopping p99 claim) within confirm_max_duration_s; its
+        # validity asks for min_queries, as every point's does
+        full = dataclasses.replace(server, max_duration_s=max(server.max_duration_s, server.confirm_max_duration_s))
+        full_schedule = dataclasses.replace(full, min_queries=max(server.min_queries, server.confirm_min_queries))
 
         def measure(rate: float, confirming: bool = False) -> RatePoint:
             index = len(points)
             plan = full if confirming else server
-            offsets = schedule(rate, plan, index)
+            offsets = schedule(rate, full_schedule if confirming else server, index)
             meter = _meter(adapter, ctx)
             try:
                 m = measure_server(adapter.run_batch, offsets, server.max_batch, server.max_queue_delay_ms,

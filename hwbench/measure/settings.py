@@ -87,7 +87,7 @@ class ServerSettings:
     claims a p99 bound at 0.99 confidence only from 459 queries: set min_queries to 460 or more
     for a claim at every point. Without rates_rps, slo_p99_ms searches the rate axis, and the rate
     it finds is then confirmed (hwbench.measure.capacity.confirm_capacity) by a full-length point of
-    at least confirm_min_queries queries, capped at confirm_max_duration_s, stepping down by
+    confirm_min_queries queries (valid from min_queries), capped at confirm_max_duration_s, stepping down by
     confirm_step up to confirm_tries times; confirm_tries = 0 keeps the short search's rate unconfirmed.
     """
 
@@ -106,10 +106,10 @@ class ServerSettings:
     max_rates: int = 8  # the search's budget of rate points
     rel_tol: float = 0.1  # the search stops once hi / lo <= 1 + rel_tol
     seed: int = 0  # the arrival schedule's seed (each rate point draws from seed + its index)
-    confirm_tries: int = 3  # full-length points that may confirm the search's capacity (0: no confirmation)
+    confirm_tries: int = 2  # full-length points that may confirm the search's capacity (0: no confirmation)
     confirm_step: float = 0.85  # each failed confirmation tries this fraction of the rate before
     confirm_min_queries: int = 460  # early stopping can claim a p99 bound (at 0.99) from 459 queries
-    confirm_max_duration_s: float = 180.0
+    confirm_max_duration_s: float = 240.0
 
     def problem(self, scenarios: tuple[str, ...] | list[str], processes: int, trial_timeout_s: float | None) -> tuple[str, str] | None:
         """(the sweep key at fault, why) when a sweep with these scenarios cannot run the server scenario; else None."""
