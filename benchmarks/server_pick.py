@@ -37,6 +37,45 @@ def hwbench(*args: str, log: Path) -> str:
     return done.stdout
 
 
+def plot_search(search_dir: Path, verify_dir: Path | None, slo_ms: float, path: Path) -> Path:
+    """Every rate the search measured (hollow: short points, flagged invalid; filled: valid full-length
+    confirmations), their service p99, the SLO, the confirmed capacity and the one-instance check."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from hwbench.results import store
+
+    recs = store.load_records([search_dir])
+    recs = recs[(recs["scenario"] == "server") & (recs["status"] == "ok")].sort_values("offered_rps")
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    valid = recs["valid"].astype(bool)
+    for mask, face, label in ((~valid, "none", "search point (short: flagged invalid)"),
+                              (valid, "C0", "full-length point (valid)")):
+        g = recs[mask]
+        ax.scatter(g["offered_rps"], g["latency_p99_ms"], facecolors=face, edgecolors="C0", s=40, label=f"p99, {label}")
+        ax.scatter(g["offered_rps"], g["service_p99_ms"], facecolors=face if face == "none" else "C2", edgecolors="C2",
+                   marker="s", s=24, label=f"service p99, {label}")
+    ax.axhline(slo_ms, color="black", ls="-.", lw=1.0, label=f"SLO p99 {slo_ms:g} ms")
+    cap = recs["capacity_at_slo_rps"].dropna()
+    if len(cap) and cap.iloc[0] > 0:
+        ax.axvline(float(cap.iloc[0]), color="C0", ls=":", lw=1.2, label=f"confirmed capacity {float(cap.iloc[0]):.3g} req/s")
+    if verify_dir is not None:
+        v = store.load_records([verify_dir])
+        v = v[(v["scenario"] == "server") & (v["status"] == "ok")]
+        ax.scatter(v["offered_rps"], v["latency_p99_ms"], marker="*", s=140, color="C3",
+                   label="one instance of the pick at R / n (fresh run)")
+    ax.set_xlabel("offered rate (requests/s, open-loop Poisson arrivals)")
+    ax.set_ylabel("ms from scheduled arrival (measured)")
+    model = recs["model"].iloc[0] if len(recs) else ""
+    ax.set_title(f"{model}: server scenario capacity search")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet50")
@@ -49,6 +88,8 @@ def main() -> int:
     ap.add_argument("--max-duration-s", type=float, default=240.0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--results", type=Path, default=None, help="reuse a server-scenario run instead of searching")
+    ap.add_argument("--verified", type=Path, default=None, help="with --results: reuse the one-instance run too")
+    ap.add_argument("--plot", type=Path, default=None, help="save the search's curve and the check here (PNG)")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="hwbench-server-pick-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +115,13 @@ def main() -> int:
     per = args.rate_rps / pick["instances"]
     sweep = out / "verify.toml"
     sweep.write_text("[server]\n" f"min_queries = {args.min_queries}\n" f"max_duration_s = {args.max_duration_s:g}\n")
-    verify_dir = out / "verify"
-    hwbench("profile", args.model, *common, "--config", str(sweep), "--rate-rps", f"{per:.6g}",
-            "--slo-p99-ms", f"{args.slo_p99_ms:g}", "--out", str(verify_dir), log=out / "verify.log")
+    verify_dir = args.verified
+    if verify_dir is None:
+        verify_dir = out / "verify"
+        hwbench("profile", args.model, *common, "--config", str(sweep), "--rate-rps", f"{per:.6g}",
+                "--slo-p99-ms", f"{args.slo_p99_ms:g}", "--out", str(verify_dir), log=out / "verify.log")
+    if args.plot is not None:
+        plot_search(search_dir, verify_dir, args.slo_p99_ms, args.plot)
     from hwbench.results import store
 
     recs = store.load_records([verify_dir])
