@@ -71,7 +71,7 @@ def one_adapter(adapter: str, args: argparse.Namespace, root: Path) -> list[dict
                          allen_cunneen_p99_ms=ac, replay_ratio=replay / measured, allen_cunneen_ratio=ac / measured,
                          service_p50_ms=float(np.median(service_s)) * 1e3, max_batch=r.get("max_batch"),
                          batch_sizes=r.get("batch_sizes_json"), valid=bool(r["valid"]),
-                         invalid_reasons=list(r["invalid_reasons"] or []), sched_lag_p99_ms=r.get("sched_lag_p99_ms")))
+                         invalid_reasons=[] if r["invalid_reasons"] is None else list(r["invalid_reasons"]), sched_lag_p99_ms=r.get("sched_lag_p99_ms")))
     return rows
 
 

@@ -103,3 +103,16 @@ def test_offline_splits_the_cores_between_requests(tiny_models: dict[str, ModelS
     eff = adapter.effective()
     assert eff.settings["offline_concurrency"] == 2
     assert eff.settings["offline_intra_op_num_threads"] == max(1, (os.cpu_count() or 1) // 2)
+
+
+def test_the_server_scenario_lets_idle_intra_op_threads_sleep(tiny_models: dict[str, ModelSpec], tmp_path: Path) -> None:
+    """Spinning intra-op threads held both vCPUs between open-loop requests and made the issuer late."""
+    spec = tiny_models["mlp-tiny"]
+    effective = {}
+    for scenario in ("", "server"):
+        adapter = OrtCpuAdapter(AdapterOptions(cache_dir=str(tmp_path), threads=1, scenario=scenario))
+        adapter.prepare(spec, "fp32", 2, make_inputs(spec, 2, seed=0))
+        adapter.run_batch(1)
+        effective[scenario] = adapter.effective().settings["intra_op_allow_spinning"]
+        adapter.close()
+    assert effective == {"": True, "server": False}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hwbench.measure.arrivals import ArrivalProcess
-from hwbench.measure.capacity import RatePoint, bracket_of, search_capacity
+from hwbench.measure.capacity import RatePoint, bracket_of, confirm_capacity, search_capacity
 from hwbench.measure.earlystop import claimable_bound, describe_bound, max_overlatency, min_passing_queries
 from hwbench.measure.server import measure_server
 
@@ -199,6 +199,31 @@ def test_search_brackets_down_and_reports_when_nothing_meets():
 SERVICE_S = 0.005
 
 
+def test_confirmation_steps_down_until_a_full_length_point_meets():
+    tried: list[float] = []
+
+    def full(rate: float) -> RatePoint:
+        tried.append(rate)
+        return RatePoint(rate, rate <= 8.0, 50.0 if rate <= 8.0 else 150.0)
+
+    done = confirm_capacity(full, 10.0, 12.0, tries=3, step=0.85)
+    assert tried == pytest.approx([10.0, 8.5, 7.225])
+    assert done.lo_rps == pytest.approx(7.225) and done.hi_rps == pytest.approx(8.5) and "confirmed" in done.note
+    assert confirm_capacity(full, 8.0, 9.0).lo_rps == 8.0 and confirm_capacity(full, 8.0, 9.0).hi_rps == 9.0
+
+
+def test_confirmation_gives_up_rather_than_claim_an_unconfirmed_capacity():
+    never = confirm_capacity(lambda r: RatePoint(r, False, 500.0), 10.0, None, tries=2, step=0.5)
+    assert never.lo_rps is None and never.hi_rps == 5.0 and never.rates_rps == (10.0, 5.0)
+    assert "did not hold" in never.note
+    # too few queries within the cap: a lower rate cannot cure it, so the confirmation stops at once
+    short = confirm_capacity(lambda r: RatePoint(r, True, 50.0, valid=False, why_invalid="only 90 queries"), 1.0, 2.0)
+    assert short.lo_rps is None and short.rates_rps == (1.0,) and "only 90 queries" in short.note
+    with pytest.raises(ValueError):
+        confirm_capacity(lambda r: RatePoint(r, True), 1.0, None, step=1.0)
+
+
+
 def _sleep_adapter_class():
     """Built on the null adapter's base: run_batch(n) sleeps a fixed 5 ms, whatever n."""
     from hwbench.adapter.kit import NullBase
@@ -246,6 +271,11 @@ def test_server_trial_search_finds_the_md1_capacity_of_a_sleep_adapter(tmp_path,
     # a sleep takes at least its time, and a busy host wakes threads late: not much more than M/D/1
     # (a p99 from 300 queries of one queue is noisy: the simulated search above holds it to 5%)
     assert cap is not None and 0.35 * expected <= cap <= 1.25 * expected, (cap, expected, [(r.offered_rps, r.latency_p99_ms) for r in recs])
+    confirmations = [r for r in recs if json.loads(r.settings)["server"]["confirmation"]]
+    # the search's rate is re-measured at full length (LoadGen's final run): the capacity rests on a valid point
+    held = [r for r in confirmations if r.offered_rps == cap]
+    assert len(held) == 1 and held[0].valid and held[0].n_samples >= 460 and held[0].latency_p99_ms <= slo_ms, \
+        [(r.offered_rps, r.valid, r.n_samples, r.latency_p99_ms, r.invalid_reasons) for r in confirmations]
     for rec, lat in out:
         assert rec.n_samples == len(lat) and rec.max_batch == 1 and json.loads(rec.batch_sizes_json) == {"1": rec.n_samples}
         assert rec.service_p50_ms >= SERVICE_S * 1e3 and rec.latency_p99_ms >= rec.service_p99_ms * 0.99

@@ -101,6 +101,9 @@ class AdapterOptions:
     concurrency: int = 0  # offline scenario: 0 = adapter picks (tuned), n = fixed
     cache_dir: str = ""  # where compiled artefacts (quantized models, engines) are cached
     extra: dict[str, Any] = field(default_factory=dict)  # the sweep file's [adapter_options.NAME] for this adapter
+    # "server": requests arrive open loop, with idle gaps between them, beside an issuer thread that must
+    # wake on time; a runtime whose worker threads spin-wait when idle should let them sleep instead
+    scenario: str = ""
 
 
 class ConcurrentRunner(Protocol):

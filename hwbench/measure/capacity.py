@@ -11,6 +11,12 @@ does worse than a bisection by much; without both p99s it bisects geometrically.
 Going down stops early when a failing rate's own service time (the median of its batches of one) is
 above the SLO: then more than half of all requests exceed it at any rate, queueing only adds. The capacity is the bracket's low end: a rate that was measured to meet the SLO, never an
 interpolated one. Every rate tried is kept (the rate-latency curve).
+
+The search's points are short (capped at the server settings' max_duration_s) so that it takes
+minutes; at low rates a short point holds too few queries to be valid. As LoadGen's
+FindPeakPerformance mode ends its search with one full performance run at the rate found,
+confirm_capacity re-measures the found rate with a full-length schedule and keeps it only when
+that point is valid and meets the SLO, stepping down a few times when it does not.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class RatePoint:
     meets: bool
     p99_ms: float | None = None
     service_floor_ms: float | None = None  # batches of one's median service: above the SLO, no rate can meet it
+    valid: bool = True  # the point met every validity rule (duration, queries, nothing lost, the issuer on time)
+    why_invalid: str = ""  # the point is too short or holds too few queries (not a failure of the rate itself)
 
 
 @dataclass
@@ -115,3 +123,42 @@ def search_capacity(measure: Callable[[float], RatePoint], slo_p99_ms: float, st
         elif out.hi_rps / out.lo_rps > 1.0 + rel_tol:
             out.note = f"budget of {max_rates} rates spent before the bracket narrowed to {rel_tol:.0%}"
     return out
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What confirm_capacity concluded: the confirmed capacity (None: none), the bracket's new high end, why."""
+
+    lo_rps: float | None
+    hi_rps: float | None
+    note: str
+    rates_rps: tuple[float, ...] = ()  # the full-length points measured, in order
+
+
+def confirm_capacity(measure_full: Callable[[float], RatePoint], lo_rps: float, hi_rps: float | None,
+                     tries: int = 3, step: float = 0.85) -> Confirmation:
+    """Re-measure the search's capacity `lo_rps` with full-length points; keep the first rate, from it
+    downward by `step`, whose point is valid and meets the SLO.
+
+    A full-length point that fails (its p99 over the SLO, requests lost, the issuer late) lowers the
+    bracket's high end to its rate and the next try steps down. One too short or with too few
+    queries (`why_invalid`: the rate is too low for the queries wanted within the cap) ends the
+    confirmation: a lower rate would not cure it."""
+    if tries < 1:
+        raise ValueError(f"tries must be at least 1, got {tries}")
+    if not 0.0 < step < 1.0:
+        raise ValueError(f"step must be above 0 and below 1, got {step}")
+    rate, hi, tried = lo_rps, hi_rps, []
+    for _ in range(tries):
+        point = measure_full(rate)
+        tried.append(rate)
+        if point.meets and point.valid:
+            return Confirmation(rate, hi, f"capacity confirmed by a full-length point at {rate:.4g} req/s", tuple(tried))
+        if point.why_invalid or point.meets:  # too short or too few queries: a lower rate would not cure it
+            why = point.why_invalid or "invalid"
+            return Confirmation(None, hi, f"the full-length point at {rate:.4g} req/s is invalid ({why}): no capacity "
+                                          f"confirmed (the short search's {lo_rps:.4g} req/s is unconfirmed)", tuple(tried))
+        hi = rate if hi is None or rate < hi else hi
+        rate *= step
+    return Confirmation(None, hi, f"no full-length point from {lo_rps:.4g} down to {tried[-1]:.4g} req/s met the SLO: "
+                                  f"no capacity confirmed (the short search's {lo_rps:.4g} req/s did not hold)", tuple(tried))

@@ -23,7 +23,7 @@ import numpy as np
 from hwbench.adapter import Adapter, registry
 from hwbench.host.activity import ActivityProbe
 from hwbench.measure.arrivals import ArrivalProcess
-from hwbench.measure.capacity import RatePoint, bracket_of, search_capacity
+from hwbench.measure.capacity import RatePoint, bracket_of, confirm_capacity, search_capacity
 from hwbench.measure.earlystop import claimable_bound, describe_bound
 from hwbench.measure.server import ServerMeasurement, measure_server, warm_up
 from hwbench.measure.settings import MeasureSettings, ServerSettings
@@ -130,7 +130,7 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
     adapter: Adapter | None = None
     points: list[tuple[TrialRecord, np.ndarray | None]] = []
     try:
-        adapter = registry.load(trial.adapter)(adapter_options(trial, ctx))
+        adapter = registry.load(trial.adapter)(dataclasses.replace(adapter_options(trial, ctx), scenario="server"))
         if not admit(adapter, trial, spec, template, cfg):
             return [(template, None)]
         from hwbench.models.workload import make_inputs
@@ -146,9 +146,16 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
         base_settings = {**json.loads(template.settings or "{}"), **settings}
         timings["prepared"] = time.time()
 
-        def measure(rate: float) -> RatePoint:
+        # a confirmation point: LoadGen's final performance run at the rate the search found, as long as
+        # confirm_min_queries (enough for an early-stopping p99 claim) within confirm_max_duration_s; its
+        # validity asks for min_queries, as every point's does
+        full = dataclasses.replace(server, max_duration_s=max(server.max_duration_s, server.confirm_max_duration_s))
+        full_schedule = dataclasses.replace(full, min_queries=max(server.min_queries, server.confirm_min_queries))
+
+        def measure(rate: float, confirming: bool = False) -> RatePoint:
             index = len(points)
-            offsets = schedule(rate, server, index)
+            plan = full if confirming else server
+            offsets = schedule(rate, full_schedule if confirming else server, index)
             meter = _meter(adapter, ctx)
             try:
                 m = measure_server(adapter.run_batch, offsets, server.max_batch, server.max_queue_delay_ms,
@@ -156,7 +163,7 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             finally:
                 meter.close()
             rec = _point_record(template, trial, index, rate)
-            cols = point_columns(m, rate, server, cfg.measure)
+            cols = point_columns(m, rate, plan, cfg.measure)
             rec.warnings.extend(cols.pop("warnings"))
             for k, v in cols.items():
                 setattr(rec, k, v)
@@ -165,9 +172,10 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             lag = m.lag_ns[m.issued_ns >= 0]
             rec.settings = settings_json({**base_settings, "host_activity": activity, "server": {
                 "partial_batch": type(adapter).partial_batch, "point": index, "queries": len(offsets),
+                "confirmation": confirming,
                 "arrival_seed": server.seed + index, "service_b1_warmup_ms": service_ms,
                 "sched_lag_p50_ms": _ms(lag, 50), "sched_lag_max_ms": float(lag.max()) / 1e6 if len(lag) else None,
-                **{k: v for k, v in dataclasses.asdict(server).items() if k not in ("rates_rps",)}}})
+                **{k: v for k, v in dataclasses.asdict(plan).items() if k not in ("rates_rps",)}}})
             rec.status = STATUS_OK
             if server.slo_p99_ms is not None:
                 _slo_warning(rec, m.latency_ns / 1e6, len(offsets) - rec.n_samples, server.slo_p99_ms)
@@ -175,7 +183,9 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             ok = meets_slo(rec, server.slo_p99_ms) if server.slo_p99_ms is not None else rec.valid
             single = m.single_service_ns
             floor = _ms(single, 50) if len(single) >= MIN_FLOOR_BATCHES else None
-            return RatePoint(rate, ok, rec.latency_p99_ms, floor)
+            short = len(offsets) < plan.min_queries or m.wall_s < plan.min_duration_s
+            why = "; ".join(r for r in rec.invalid_reasons if r.startswith(("only ", "run of "))) if short else ""
+            return RatePoint(rate, ok, rec.latency_p99_ms, floor, valid=rec.valid, why_invalid=why)
 
         slo, note = server.slo_p99_ms, ""
         lo = hi = None
@@ -188,12 +198,19 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             cap = search_capacity(measure, slo, start, server.max_rates, server.rel_tol,
                                   min_rate_rps=MIN_ARRIVALS_IN_CAP / server.max_duration_s)
             lo, hi, note = cap.lo_rps, cap.hi_rps, cap.note
+            if lo is not None and server.confirm_tries > 0:
+                done = confirm_capacity(lambda r: measure(r, confirming=True), lo, hi, server.confirm_tries,
+                                        server.confirm_step)
+                lo, hi = done.lo_rps, done.hi_rps
+                if lo is None:  # a confirmed capacity needs no warning; an unconfirmed one does
+                    note = "; ".join(n for n in (note, done.note) if n)
         for rec, _ in points:
             rec.slo_p99_ms = slo
             rec.capacity_at_slo_rps, rec.capacity_lo_rps, rec.capacity_hi_rps = lo, lo, hi
             if note:
                 rec.warnings.append(f"capacity search: {note}")
-            if lo is not None and rec.offered_rps == lo and not rec.valid:
+            if lo is not None and rec.offered_rps == lo and not rec.valid and not any(
+                    r.offered_rps == lo and r.valid for r, _ in points):
                 rec.warnings.append("the capacity rests on this point, which is invalid: see invalid_reasons")
     except Exception as e:  # noqa: BLE001 - an adapter failure is a result, not a crash
         record_failure(template, e)

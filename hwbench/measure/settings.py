@@ -85,7 +85,10 @@ class ServerSettings:
     minimums, far shorter than LoadGen's 600 s so that a search takes minutes), capped at
     max_duration_s of schedule (a point cut short of min_queries is invalid). Early stopping
     claims a p99 bound at 0.99 confidence only from 459 queries: set min_queries to 460 or more
-    for a claim at every point. Without rates_rps, slo_p99_ms searches the rate axis.
+    for a claim at every point. Without rates_rps, slo_p99_ms searches the rate axis, and the rate
+    it finds is then confirmed (hwbench.measure.capacity.confirm_capacity) by a full-length point of
+    confirm_min_queries queries (valid from min_queries), capped at confirm_max_duration_s, stepping down by
+    confirm_step up to confirm_tries times; confirm_tries = 0 keeps the short search's rate unconfirmed.
     """
 
     rates_rps: tuple[float, ...] = ()  # rates to measure; empty: search (needs slo_p99_ms)
@@ -103,6 +106,10 @@ class ServerSettings:
     max_rates: int = 8  # the search's budget of rate points
     rel_tol: float = 0.1  # the search stops once hi / lo <= 1 + rel_tol
     seed: int = 0  # the arrival schedule's seed (each rate point draws from seed + its index)
+    confirm_tries: int = 2  # full-length points that may confirm the search's capacity (0: no confirmation)
+    confirm_step: float = 0.85  # each failed confirmation tries this fraction of the rate before
+    confirm_min_queries: int = 460  # early stopping can claim a p99 bound (at 0.99) from 459 queries
+    confirm_max_duration_s: float = 240.0
 
     def problem(self, scenarios: tuple[str, ...] | list[str], processes: int, trial_timeout_s: float | None) -> tuple[str, str] | None:
         """(the sweep key at fault, why) when a sweep with these scenarios cannot run the server scenario; else None."""
@@ -116,10 +123,12 @@ class ServerSettings:
                                  "rates); drop --processes")
         rates = len(self.rates_rps) or self.max_rates
         worst = rates * (self.max_duration_s + self.drain_s) + self.warmup_s
+        if not self.rates_rps:
+            worst += self.confirm_tries * (self.confirm_max_duration_s + self.drain_s)
         if trial_timeout_s is not None and worst >= trial_timeout_s:
             return ("trial_timeout_s", f"{trial_timeout_s:g} s may not hold the server scenario's {rates} rate points "
-                                       f"of up to {self.max_duration_s:g} + {self.drain_s:g} s each ({worst:g} s): raise "
-                                       "it or lower server.max_duration_s / server.max_rates")
+                                       f"of up to {self.max_duration_s:g} + {self.drain_s:g} s each and its confirmation ({worst:g} s in "
+                                       "all): raise it or lower server.max_duration_s / max_rates / confirm_tries")
         return None
 
 

@@ -334,6 +334,10 @@ class ServerModel(_Section):
     max_rates: Int(1, MAX_RATES, f"an integer from 1 to {MAX_RATES}") = _V.max_rates
     rel_tol: Num("a relative tolerance from 0.001 to 10", ge=0.001, le=10.0) = _V.rel_tol
     seed: Int(0, 2**32 - 1, "an integer from 0 to 4294967295") = _V.seed
+    confirm_tries: Int(0, 10, "an integer from 0 (no confirmation) to 10") = _V.confirm_tries
+    confirm_step: Num("a fraction above 0 and below 1", gt=0.0, lt=1.0) = _V.confirm_step
+    confirm_min_queries: Int(1, 10**8, "a positive integer up to 100000000") = _V.confirm_min_queries
+    confirm_max_duration_s: DURATION = _V.confirm_max_duration_s
 
     @field_validator("max_duration_s")
     @classmethod
