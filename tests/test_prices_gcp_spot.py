@@ -114,4 +114,7 @@ def test_the_planner_puts_a_catalog_spot_price_only_under_interruptible_classes(
     assert hour.routing["live"] == {"g6.xlarge/on-demand": pytest.approx(1.0)}
     assert set(hour.routing["batch"]) <= {"g6.xlarge/spot", "g6.xlarge/on-demand"}
     spot = next(o for o in report.plan.options if o.key == "g6.xlarge/spot")
-    assert spot.usd_per_hour == catalog.get("g6.xlarge").spot_usd_per_hour
+    g6 = catalog.get("g6.xlarge")
+    assert (spot.usd_per_hour, spot.as_of, spot.source) == (g6.spot_usd_per_hour, g6.spot_as_of, g6.spot_source)
+    on_demand = next(o for o in report.plan.options if o.key == "g6.xlarge/on-demand")
+    assert (on_demand.as_of, on_demand.source) == (g6.as_of, g6.source)
