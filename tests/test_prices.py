@@ -33,8 +33,10 @@ def test_builtin_catalog_has_the_issue_prices_dated_and_sourced() -> None:
         assert (p.accelerator, p.accelerator_count, p.on_demand_usd_per_hour) == (accelerator, count, usd)
         assert (p.provider, p.region, p.as_of) == ("aws", "us-east-1", "2025-11-30")
     for p in catalog.prices.values():  # every entry, CPU ones included, is dated, sourced and names its CPU
-        assert p.as_of and p.cpu_vendor and p.cpu_family, p.name
-        assert p.source.startswith({"aws": "AWS EC2 On-Demand pricing", "azure": "Azure Retail Prices API"}[p.provider])
+        tpu = (p.accelerator or "").startswith("TPU")  # the source gives no TPU host CPU
+        assert p.as_of and (tpu or (p.cpu_vendor and p.cpu_family)), p.name
+        assert p.source.startswith({"aws": "AWS EC2 On-Demand pricing", "azure": "Azure Retail Prices API",
+                                    "gcp": "Google Cloud Compute Engine on-demand"}[p.provider])
         assert p.tco is None and p.on_demand_usd_per_hour is not None  # list prices only; TCO is a user file's
     assert catalog.get("c7i.large").accelerator_count == 0
 
@@ -42,7 +44,7 @@ def test_builtin_catalog_has_the_issue_prices_dated_and_sourced() -> None:
 def test_builtin_catalog_spans_two_clouds_amd_arm_gpus_and_accelerators() -> None:
     catalog = load_builtin()
     prices = list(catalog.prices.values())
-    assert {p.provider for p in prices} == {"aws", "azure"}
+    assert {p.provider for p in prices} == {"aws", "azure", "gcp"}
     cpu_only = [p for p in prices if p.accelerator_count == 0]
     assert {p.cpu_vendor for p in cpu_only} >= {"AMD", "AWS", "Intel", "Microsoft", "Ampere"}
     assert {p.cpu_family for p in cpu_only if p.cpu_vendor == "AWS"} == {"Graviton3", "Graviton4"}

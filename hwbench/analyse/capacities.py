@@ -1,6 +1,6 @@
 """Capacities at an SLO: requests/s one instance serves for a request class within its p99, each with its source.
 
-Three sources, in the order a results folder is read:
+Three sources (a table may join results or a frontier: measured here and cited from elsewhere, side by side):
 - **measured**: a server-scenario record (scenario "server", columns slo_p99_ms and
   capacity_at_slo_rps) measured at an SLO no looser than the class's: the load generator found it.
 - **modelled: <note>**: a batch-1 point's raw latencies, resampled as service times through a
@@ -145,23 +145,49 @@ def from_frontier(workload: Workload, points: pd.DataFrame) -> CapacityTable:
 
 def load_capacities(workload: Workload, *, results: Iterable[Path | str] | None = None, frontier: Path | str | None = None,
                     table: Path | str | None = None) -> CapacityTable:
-    """Capacities from exactly one source: run folders (records and raw latencies), a frontier export, or a table."""
-    given = [x for x in (results, frontier, table) if x]
-    if len(given) != 1:
-        raise UsageError("give exactly one of --results DIR, --frontier F.json or --capacities TABLE")
+    """Capacities from run folders (or s3:// gs:// az:// file:// store URIs: records and raw latencies) or a
+    frontier export, and/or a table of given ones: hardware measured here next to hardware cited from elsewhere.
+
+    Where both give a capacity for the same class and instance type, the one from the results (or frontier)
+    is used and a note says the given row was set aside; every capacity keeps its own source."""
+    if results and frontier:
+        raise UsageError("give --results DIR or --frontier F.json, not both (either may be joined by --capacities TABLE)")
+    if not (results or frontier or table):
+        raise UsageError("give --results DIR, --frontier F.json or --capacities TABLE (a table may join either of the others)")
+    parts: list[CapacityTable] = []
     if results:
         from hwbench.results import store
 
-        paths = list(results)
+        paths = [str(p) for p in results]
         records = store.load_records(paths)
         if records.empty:
-            raise ResultsError(f"no trial records in {', '.join(map(str, paths))}")
-        return from_records(workload, records, store.load_latencies(paths))
-    if frontier:
+            raise ResultsError(f"no trial records in {', '.join(paths)}")
+        parts.append(from_records(workload, records, store.load_latencies(paths)))
+    elif frontier:
         from hwbench.analyse.frontier import load
 
-        return from_frontier(workload, load(frontier).points)
-    return from_table(workload, table)  # type: ignore[arg-type]
+        parts.append(from_frontier(workload, load(frontier).points))
+    if table:
+        parts.append(from_table(workload, table))
+    return merge(parts)
+
+
+def merge(parts: list[CapacityTable]) -> CapacityTable:
+    """One table from several, the earlier ones first: a later capacity for a (class, instance type) already
+    covered is set aside with a note; prices and notes are kept from all."""
+    out = CapacityTable(capacities=[])
+    seen: dict[tuple[str, str], Capacity] = {}
+    for part in parts:
+        for cap in part.capacities:
+            key = (cap.cls, cap.instance_type)
+            if key in seen:
+                out.notes.append(f"{cap.cls} on {cap.instance_type}: {cap.source} set aside; {seen[key].source} is used")
+                continue
+            seen[key] = cap
+            out.capacities.append(cap)
+        out.given_prices.update(part.given_prices)
+        out.notes.extend(part.notes)
+    return out
 
 
 _COLUMNS = {"class", "instance_type", "capacity_rps", "source", "as_of", "usd_per_hour", "pricing", "j_per_request",

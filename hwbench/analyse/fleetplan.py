@@ -84,7 +84,10 @@ def price_options(workload: Workload, catalog: PriceCatalog, given: dict[tuple[s
                 notes.append(f"{t}: its owned (TCO) price needs a power figure; plan does not take it from runs yet, so give "
                              "power_w in the price file" if needs_power else f"{t}: no {kind} price in the catalog")
                 continue
-            options.append(Option(t, kind, float(usd), price.as_of, price.source, price.accelerator_count))
+            as_of, source = price.as_of, price.source
+            if kind == "spot":  # a spot price carries its own date and source (volatile)
+                as_of, source = price.spot_as_of or as_of, price.spot_source or source
+            options.append(Option(t, kind, float(usd), as_of, source, price.accelerator_count))
     return options, list(dict.fromkeys(notes))
 
 

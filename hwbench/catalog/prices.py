@@ -51,7 +51,8 @@ file and the entry (these checks stay here, in the loader, so every file is held
 
 cpu_vendor and cpu_family name the instance's processor as hwbench.host.cpu names a host's
 ("AMD" "Zen 3", "Intel" "Sapphire Rapids", "AWS" "Graviton3"); they are given together or not
-at all. `hwbench profile --instance auto` assumes the catalog type with this host's CPU and
+at all. `profilable = false` marks a type hwbench has no adapter for (TPU, Trainium): it is priced
+for planning from given capacities, never for a run of its own. `hwbench profile --instance auto` assumes the catalog type with this host's CPU and
 vCPU count, and a given --instance whose CPU differs from the host's is warned about.
 """
 
@@ -81,7 +82,8 @@ PRICE_KINDS = (ON_DEMAND, SPOT, RESERVED, OWNED)
 TCO = "tco"
 POWER_MEASURED = "measured"
 
-_DESCRIPTIVE = ("provider", "region", "accelerator", "accelerator_count", "vcpus", "cpu_vendor", "cpu_family", "note")
+_DESCRIPTIVE = ("provider", "region", "accelerator", "accelerator_count", "vcpus", "cpu_vendor", "cpu_family", "note",
+                "profilable")
 _TCO_FIELDS = ("capital_usd", "lifetime_years", "power_w", "usd_per_kwh", "pue")
 TOP_LEVEL_KEYS = frozenset(("schema_version", "instances", "electricity"))
 
@@ -144,6 +146,7 @@ class Price:
     reserved_term: str | None = None  # "1yr standard no upfront"
     spot_as_of: str | None = None  # a spot price's own date (volatile); the entry's as_of when None
     spot_source: str | None = None
+    profilable: bool = True  # False: no hwbench adapter runs on it (TPU, Trainium); priced for planning only
 
     @property
     def basis(self) -> str:
@@ -249,6 +252,12 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(f"must be true or false, got {value!r}")
+    return value
+
+
 def _power(value: Any) -> float | str:
     return POWER_MEASURED if value == POWER_MEASURED else _check_number(value)
 
@@ -276,6 +285,7 @@ class InstanceEntry(_Table):
     cpu_vendor: Text = None
     cpu_family: Text = None
     note: Text = None
+    profilable: Annotated[bool | None, PlainValidator(_flag)] = None
     on_demand_usd_per_hour: Usd = None
     spot_usd_per_hour: Usd = None
     spot_as_of: Date = None
@@ -392,7 +402,8 @@ def _parse_instance(name: str, raw: Mapping[str, Any], origin: str, problems: li
                  spot_usd_per_hour=e.spot_usd_per_hour, tco=tco, note=e.note, origin=origin,
                  cpu_vendor=e.cpu_vendor, cpu_family=e.cpu_family,
                  reserved_usd_per_hour=e.reserved_usd_per_hour, reserved_term=e.reserved_term,
-                 spot_as_of=e.spot_as_of, spot_source=e.spot_source)
+                 spot_as_of=e.spot_as_of, spot_source=e.spot_source,
+                 profilable=e.profilable is not False)
 
 
 def _raw_of(price: Price) -> dict[str, Any]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 COMMAND = dict(epilog=epilog(
     "hwbench plan examples/workload.toml --results results/",
     "hwbench plan workload.toml --capacities measured-elsewhere.csv --json",
+    "hwbench plan examples/workload_mlperf.toml --results results/ --capacities examples/capacities_mlperf.csv",
     "hwbench plan workload.toml --results results/ --simulate --headroom-search --export plan.json"))
 
 
@@ -99,9 +100,9 @@ def _print(workload: Workload, report: PlanReport, sim: Simulation | None, histo
 
 def plan(
     workload_path: Annotated[Path, typer.Argument(metavar="WORKLOAD", help="Workload TOML: request classes and the hardware pool.")],
-    results: Annotated[list[Path] | None, typer.Option("--results", help="Run folders (or folders above them) to take capacities from.")] = None,
+    results: Annotated[list[str] | None, typer.Option("--results", help="Run folders (or folders above them, or s3:// gs:// az:// file:// store URIs) to take capacities from.")] = None,
     frontier_path: Annotated[Path | None, typer.Option("--frontier", help="A frontier export (hwbench frontier --export).")] = None,
-    capacities_path: Annotated[Path | None, typer.Option("--capacities", help="A capacity table (CSV or TOML) with a source per row.")] = None,
+    capacities_path: Annotated[Path | None, typer.Option("--capacities", help="A capacity table (CSV or TOML) with a source per row; may join --results or --frontier.")] = None,
     prices: PricesOpt = None,
     headroom: Annotated[float | None, typer.Option("--headroom", min=0.0, max=0.99, help="Plan each instance to at most 1 - this of its capacity (overrides the pool's).")] = None,
     slice_factor: Annotated[int | None, typer.Option("--slice-factor", min=1, help="Route in slices of 1/N (Melange-style) instead of continuous fractions.")] = None,

@@ -80,6 +80,7 @@ def prices(
     for name in catalog.names():
         p = catalog.prices[name]
         accel = f"{p.accelerator_count} x {p.accelerator}" if p.accelerator_count else "CPU only"
+        accel += "" if p.profilable else " (not profiled by hwbench)"
         source = p.source if p.origin == "built-in" else f"{p.source} (from {p.origin})"
         reserved = f"reserved {p.reserved_term}" if p.reserved_term else ""
         spot = f"spot: {p.spot_source}" if p.spot_source and p.spot_source != p.source else ""
