@@ -203,6 +203,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
                       instance_type=cfg.instance, host=host, hwbench_version=__version__,
                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       settings=settings_json({**describe, "mode": lr.mode, "prompt_source": prompt_source,
+                                              "prompt_tokens_requested": prompt_tokens,
                                               "client_processes": lr.processes, "event_loop": lr.event_loop,
                                               "client_cpu_pct_per_process": [None if c != c else round(c, 1) for c in lr.client_cpu_pct_per_process],
                                               "sched_lag_p99_ms_per_process": [None if v is None else round(v, 3)
