@@ -40,7 +40,7 @@ def test_example_workload_loads() -> None:
     (lambda d: d["classes"]["live"].update(hourly_rps=[1] * 24), r"classes\.live: .*exactly one of rate_rps"),
     (lambda d: d["classes"]["live"].update(hourly_rps=[1] * 3, rate_rps=None), r"classes\.live\.hourly_rps: must be a list of 24"),
     (lambda d: d["classes"]["live"].pop("slo_p99_ms") and d["classes"]["live"].update(slo_ttft_ms=200),
-     r"needs slo_p99_ms.*TTFT/TPOT SLOs are accepted but not planned yet"),
+     r"needs slo_p99_ms.*for a served LLM: the end-to-end p99 bound"),
     (lambda d: d["classes"]["live"].update(colour="red"), r"classes\.live\.colour: unknown key"),
     (lambda d: d["pool"].update(pricing=["cheap"]), r"pool\.pricing\.0"),
     (lambda d: d["pool"].update(max_count={"g5.xlarge": 2}), r"max_count names g5\.xlarge"),

@@ -1,6 +1,8 @@
 """Capacities at an SLO: requests/s one instance serves for a request class within its p99, each with its source.
 
-Three sources (a table may join results or a frontier: measured here and cited from elsewhere, side by side):
+Three sources (a table may join results or a frontier: measured here and cited from elsewhere, side
+by side); a served-LLM class, with a "pP/oO" bucket or TTFT/TPOT bounds, is read off its endpoint's
+measured curves instead (hwbench.analyse.llmcapacity):
 - **measured**: a server-scenario record (scenario "server", columns slo_p99_ms and
   capacity_at_slo_rps) measured at an SLO no looser than the class's: the load generator found it.
 - **modelled: <note>**: a batch-1 point's raw latencies, resampled as service times through a
@@ -27,6 +29,7 @@ import pandas as pd
 
 from hwbench.errors import ConfigError, ResultsError, UsageError
 from hwbench.analyse.demand import Workload
+from hwbench.analyse.llmcapacity import is_llm_class, llm_capacities
 from hwbench.analyse.planner import Capacity
 
 MEASURED = "measured"
@@ -79,6 +82,12 @@ def from_records(workload: Workload, records: pd.DataFrame, latencies: pd.DataFr
     modelled_failures: list[str] = []
     for c in workload.classes:
         mine = ok[ok["model"] == c.model]
+        if is_llm_class(c):  # a served LLM's bucket, read off its endpoint curves (hwbench.analyse.llmcapacity)
+            caps, more = llm_capacities(c, mine)
+            notes += more
+            for cap in caps:
+                _best(found, cap)
+            continue
         if c.bucket:
             notes.append(f"class {c.name}: results do not distinguish shape buckets; {c.bucket!r} is planned from all of {c.model}'s points")
         batch1 = mine[(mine["batch_size"] == 1) & (mine["scenario"] != SERVER)]

@@ -1,8 +1,9 @@
 """The workload file `hwbench plan` reads: request classes with their rates and SLOs, and the hardware pool.
 
 A request class is traffic for one model (optionally one shape bucket) at a rate, constant or
-a 24-value hourly profile, under a p99 latency SLO. TTFT/TPOT SLOs are accepted for generative
-workloads but not planned yet. An interruptible class may run on spot capacity.
+a 24-value hourly profile, under a p99 latency SLO. A served LLM's class names its bucket
+"pP/oO" (prompt and output tokens) and may add TTFT/TPOT p99 bounds; its slo_p99_ms bounds the
+end-to-end p99 (hwbench.analyse.llmcapacity). An interruptible class may run on spot capacity.
 
     schema_version = 1
     [classes.vision]
@@ -53,11 +54,11 @@ class ClassModel(_Strict):
     """One [classes.NAME] table."""
 
     model: str = Field(min_length=1)
-    bucket: str | None = None  # a shape bucket ("seq=128"); matched against a capacity table's bucket column
+    bucket: str | None = None  # a shape bucket ("seq=128"; a served LLM's "p128/o128"); matched against a capacity table's bucket column
     rate_rps: float | None = None
     hourly_rps: list[float] | None = None
     slo_p99_ms: float | None = None
-    slo_ttft_ms: float | None = None  # accepted for generative workloads; not planned yet
+    slo_ttft_ms: float | None = None  # served LLMs: p99 bounds met on the endpoint's measured curve
     slo_tpot_ms: float | None = None
     interruptible: bool = False
 
@@ -85,7 +86,7 @@ class ClassModel(_Strict):
         if (self.rate_rps is None) == (self.hourly_rps is None):
             raise ValueError("give exactly one of rate_rps (constant) or hourly_rps (24 values)")
         if self.slo_p99_ms is None:
-            extra = " (TTFT/TPOT SLOs are accepted but not planned yet)" if self.slo_ttft_ms or self.slo_tpot_ms else ""
+            extra = " (for a served LLM: the end-to-end p99 bound, beside slo_ttft_ms/slo_tpot_ms)" if self.slo_ttft_ms or self.slo_tpot_ms else ""
             raise ValueError(f"needs slo_p99_ms, the p99 latency the class must meet{extra}")
         return self
 

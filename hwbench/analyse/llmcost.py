@@ -20,7 +20,8 @@ LLM_LATENCIES = {"tpot": "tpot_p99_ms", "ttft": "ttft_p99_ms"}
 # the record columns a generate point carries into the matrix (absent from older records: None)
 LLM_COLUMNS = ("workload", "prompt_tokens", "output_tokens", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
                "e2e_p99_ms", "output_tokens_per_s", "total_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s",
-               "energy_j_per_output_token", "energy_j_per_token", "kv_cache_mb")
+               "energy_j_per_output_token", "energy_j_per_token", "kv_cache_mb",
+               "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms")  # the last three: a served endpoint's bounds (its curve's point is at them)
 LLM_COST_COLUMNS = ("usd_per_1m_output_tokens", "usd_per_1m_total_tokens", "j_per_1m_output_tokens", "j_per_1m_total_tokens")
 # objective -> the generate point's own column
 _LLM_OBJECTIVE = {"cost_usd_per_1m": "usd_per_1m_output_tokens", "throughput_sps": "output_tokens_per_s",

@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 SERVER = "server"
-CURVE_FIELDS = ("offered_rps", "achieved_rps", "latency_p50_ms", "latency_p99_ms", "queue_p99_ms", "service_p99_ms")
+CURVE_FIELDS = ("offered_rps", "achieved_rps", "latency_p50_ms", "latency_p99_ms", "queue_p99_ms", "service_p99_ms",
+                "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms")  # the last three: served-LLM (endpoint) curves
+# a served LLM's (hwbench profile URL --adapter openai) bounds: measured p99 column -> its bound's column
+LLM_BOUNDS = (("ttft_p99_ms", "slo_ttft_ms"), ("tpot_p99_ms", "slo_tpot_ms"), ("e2e_p99_ms", "slo_e2e_ms"))
 SERVER_COLUMNS = ("offered_rps", "achieved_rps", "burstiness", "max_batch", "max_queue_delay_ms", "p99_bound_claimed",
                   "slo_p99_ms", "capacity_at_slo_rps", "capacity_lo_rps", "capacity_hi_rps", "capacity_search")
 
@@ -46,17 +49,35 @@ def collapse_server_rows(records: pd.DataFrame, rows: np.ndarray, group: np.ndar
     server_rows = rows[is_server]
     curves: dict[int, list[dict[str, Any]]] = {}
     keep = [rows[~is_server]]
-    frame = records.loc[server_rows, [c for c in CURVE_FIELDS if c in records] + ["slo_p99_ms"]].assign(_g=group[server_rows])
+    bounds = [b for pair in LLM_BOUNDS for b in pair if b in records and b not in CURVE_FIELDS]
+    frame = records.loc[server_rows, list(dict.fromkeys([c for c in CURVE_FIELDS if c in records] + ["slo_p99_ms", *bounds]))]
+    frame = frame.assign(_g=group[server_rows])
     for _, g in frame.groupby("_g", sort=False):
         g = g.assign(offered_rps=pd.to_numeric(g["offered_rps"], errors="coerce")).sort_values("offered_rps", kind="stable")
         slo = _num(g["slo_p99_ms"].dropna().iloc[0]) if g["slo_p99_ms"].notna().any() else math.nan
         p99 = pd.to_numeric(g["latency_p99_ms"], errors="coerce").to_numpy(dtype=float)
-        within = np.flatnonzero(p99 <= slo) if math.isfinite(slo) else np.array([], dtype=int)
+        within = np.flatnonzero(p99 <= slo) if math.isfinite(slo) else np.flatnonzero(_meets_llm_bounds(g))
         rep = int(g.index[within[-1]] if len(within) else g.index[0])
         curves[rep] = [{k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k in CURVE_FIELDS}
                        for r in g[[c for c in CURVE_FIELDS if c in g]].to_dict(orient="records")]
         keep.append(np.array([rep]))
     return np.sort(np.concatenate(keep)), curves
+
+
+def _meets_llm_bounds(g: pd.DataFrame) -> np.ndarray:
+    """Per row: every TTFT/TPOT/E2E bound the row was measured against met by its measured p99
+    (False where it has none: an endpoint run without SLOs has no "within" row)."""
+    meets = np.ones(len(g), dtype=bool)
+    bounded = np.zeros(len(g), dtype=bool)
+    for measured, bound in LLM_BOUNDS:
+        if measured not in g or bound not in g:
+            continue
+        b = pd.to_numeric(g[bound], errors="coerce").to_numpy(dtype=float)
+        v = pd.to_numeric(g[measured], errors="coerce").to_numpy(dtype=float)
+        has = np.isfinite(b)
+        bounded |= has
+        meets &= ~has | (v <= b)
+    return meets & bounded
 
 
 def measured_capacity_rps(curve: list[dict[str, Any]] | None, slo_p99_ms: float, *,

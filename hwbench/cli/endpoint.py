@@ -54,7 +54,7 @@ def run_endpoint(url: str, *, adapter: str | None, served_model: str | None, api
                  concurrency: int | None, rate_rps: str | None, burstiness: float | None, requests: int | None,
                  duration_s: float | None, slo_ttft_ms: float | None, slo_tpot_ms: float | None,
                  slo_e2e_ms: float | None, slo_preset: str | None, ignore_eos: bool, tokenizer: str | None,
-                 read_timeout_s: float | None, out: Path | str, json_out: bool) -> None:
+                 read_timeout_s: float | None, out: Path | str, json_out: bool, client_processes: int | None = None) -> None:
     """Validate the flags, run the load points, print; exit 3 when a point had no successful request."""
     from hwbench.adapter import registry
     from hwbench.measure.endpoint_session import EndpointConfig, as_json, preset, run_endpoint_profile
@@ -77,6 +77,7 @@ def run_endpoint(url: str, *, adapter: str | None, served_model: str | None, api
         slo_ttft_ms=slo_ttft_ms if slo_ttft_ms is not None else slo.get("ttft_ms"),
         slo_tpot_ms=slo_tpot_ms if slo_tpot_ms is not None else slo.get("tpot_ms"),
         slo_e2e_ms=slo_e2e_ms, instance=instance, accelerator=accelerator, tokenizer=tokenizer,
+        client_processes=client_processes,
     )
     kwargs = dict(api=api, api_key_env=api_key_env, ignore_eos=ignore_eos,
                   read_timeout_s=60.0 if read_timeout_s is None else read_timeout_s)

@@ -113,6 +113,36 @@ def _model_table(model: str, points: pd.DataFrame, matrix: Matrix, limit: int) -
     return table, len(points) - len(shown)
 
 
+def _llm_table(model: str, points: pd.DataFrame, limit: int) -> tuple[Table, int]:
+    """Generate (LLM) points: per prompt/output bucket, TTFT/TPOT p99 and $ per 1M tokens.
+
+    A served endpoint's open-loop curve is one point, at the highest rate that met its own SLOs:
+    its $ per 1M tokens is the price over the tokens/s it sustained within them."""
+    import pandas as pd
+
+    order = points.sort_values(["prompt_tokens", "output_tokens", "usd_per_1m_output_tokens"], na_position="last", kind="stable")
+    shown = pd.concat([order[order["on_frontier"]], order[~order["on_frontier"]]]).head(max(limit, int(order["on_frontier"].sum())))
+    shown = shown.sort_values(["prompt_tokens", "output_tokens", "usd_per_1m_output_tokens"], na_position="last", kind="stable")
+    basis = ", ".join(sorted(points["frontier_basis"].unique()))
+    table = Table(title=escape(f"{model}: frontier on {basis}, per prompt/output bucket (★)"), title_justify="left")
+    for name, justify in [("", "left"), ("hardware", "left"), ("adapter", "left"), ("bucket", "left"), ("load", "left"),
+                          ("TTFT p99 ms", "right"), ("TPOT p99 ms", "right"), ("req/s", "right"), ("out tok/s", "right"),
+                          ("$/hour", "right"), ("$/1M out tok", "right"), ("$/1M tok", "right"), ("at SLO", "left")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in shown.to_dict(orient="records"):
+        served = r.get("scenario") == "server" and not _missing(r.get("offered_rps"))
+        load = f"{r['offered_rps']:g}/s open" if served else f"c{r.get('concurrency') or 1} {r.get('scenario')}"
+        bounds = [f"{k} {r[c]:g}" for k, c in (("TTFT", "slo_ttft_ms"), ("TPOT", "slo_tpot_ms"), ("E2E", "slo_e2e_ms"))
+                  if not _missing(r.get(c))]
+        at_slo = ("within " + ", ".join(bounds) + " ms") if served and bounds else "-"
+        table.add_row("★" if r["on_frontier"] else "", escape(str(r["hardware"])), escape(str(r["adapter"])),
+                      f"p{_num(r.get('prompt_tokens'), '{:.0f}')}/o{_num(r.get('output_tokens'), '{:.0f}')}", load,
+                      _num(r.get("ttft_p99_ms")), _num(r.get("tpot_p99_ms")), _rate(r.get("throughput_sps")),
+                      _rate(r.get("output_tokens_per_s")), _price_cell(pd.Series(r)), _num(r.get("usd_per_1m_output_tokens")),
+                      _num(r.get("usd_per_1m_total_tokens")), escape(at_slo), style=FRONTIER_STYLE if r["on_frontier"] else None)
+    return table, len(points) - len(shown)
+
+
 def _left_out(matrix: Matrix) -> None:
     if len(matrix.prices_used):
         t = Table(title="Prices used (every cost above derives from these)", title_justify="left")
@@ -276,7 +306,9 @@ def frontier(
         })
         return
     for m in models:
-        table, hidden = _model_table(m, points[points["model"] == m], matrix, limit)
+        mine = points[points["model"] == m]
+        generate = "workload" in mine and bool((mine["workload"] == "generate").all())
+        table, hidden = _llm_table(m, mine, limit) if generate else _model_table(m, mine, matrix, limit)
         console.print(table)
         if hidden:
             console.print(f"  ({hidden} more points off the frontier; --limit or --json shows them)")

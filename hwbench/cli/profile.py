@@ -183,6 +183,7 @@ def profile(
     slo_preset: Annotated[Optional[str], typer.Option("--slo-preset", help="Endpoint: named TTFT/TPOT bounds: llama3.1-8b-server (2000/100 ms), llama3.1-8b-interactive (500/30 ms).", rich_help_panel=_EP)] = None,
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="Endpoint: ask the server to ignore EOS (a vLLM/SGLang extension; others may refuse it).", rich_help_panel=_EP)] = False,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", metavar="DIR", help="Endpoint: a local Hugging Face tokenizer folder for exact prompt lengths (default: calibrated synthetic text).", rich_help_panel=_EP)] = None,
+    client_processes: Annotated[Optional[int], typer.Option("--client-processes", metavar="N", help="Endpoint: client processes an open-loop schedule is spread over (default: one per 500 offered requests/s, at most one per CPU).", rich_help_panel=_EP)] = None,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 
@@ -200,8 +201,9 @@ def profile(
                             output_tokens=output_tokens, concurrency=concurrency, rate_rps=rate_rps, burstiness=burstiness,
                             requests=requests, duration_s=duration, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms,
                             slo_e2e_ms=slo_e2e_ms, slo_preset=slo_preset, ignore_eos=ignore_eos, tokenizer=tokenizer,
-                            read_timeout_s=timeout, out=out, json_out=json_out)
+                            read_timeout_s=timeout, out=out, json_out=json_out, client_processes=client_processes)
     endpoint_only = {"--served-model": served_model, "--api-key-env": api_key_env, "--accelerator": accelerator,
+                     "--client-processes": client_processes,
                      "--requests": requests, "--slo-ttft-ms": slo_ttft_ms, "--slo-tpot-ms": slo_tpot_ms,
                      "--slo-e2e-ms": slo_e2e_ms, "--slo-preset": slo_preset, "--tokenizer": tokenizer}
     given = [k for k, v in endpoint_only.items() if v is not None] + (["--ignore-eos"] if ignore_eos else []) + (

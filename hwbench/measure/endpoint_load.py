@@ -11,7 +11,10 @@ Closed loop: `concurrency` workers each send their next request as soon as the l
 (vLLM's --max-concurrency, AIPerf's concurrency mode). It measures capacity at that concurrency,
 not latency under an arrival rate.
 
-All of it runs on one asyncio loop in this process; the client's own CPU use is measured too.
+One asyncio loop in this process runs it all, on uvloop when it is installed (hwbench[serve]
+pulls it in; it costs the client less CPU per request than the stock loop). Above what one
+process can issue on time, an open-loop schedule is spread over several client processes
+(hwbench.measure.endpoint_spread). The client's own CPU use is measured too.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ class LoadResult:
     concurrency: int | None  # closed loop: the worker count
     client_cpu_pct: float  # the client process's CPU time over the wall time, % of one core
     lag_ms: np.ndarray = field(default_factory=lambda: np.empty(0))  # open loop: per-request lateness
+    processes: int = 1  # client processes the schedule was spread over
+    client_cpu_pct_per_process: list[float] = field(default_factory=list)
+    lag_p99_ms_per_process: list[float | None] = field(default_factory=list)
+    event_loop: str = "asyncio"
 
     @property
     def completed(self) -> list[TokenTiming]:
@@ -73,31 +80,76 @@ class LoadResult:
         if ttfts:
             bound = max(bound, LAG_MATERIAL_FRACTION * float(np.percentile(ttfts, 99)) / 1e6)
         if p99 > bound:
+            spread = ""
+            if self.processes > 1:
+                spread = (f" over {self.processes} processes, each "
+                          + "/".join(f"{c:.0f}%" for c in self.client_cpu_pct_per_process))
             return (f"client scheduling lag p99 {p99:.2f} ms exceeds {bound:.2f} ms: the load generator fell "
-                    f"behind its schedule (client CPU {self.client_cpu_pct:.0f}% of a core)")
+                    f"behind its schedule (client CPU {self.client_cpu_pct:.0f}% of a core{spread})")
         return None
 
 
+EVENT_LOOP_ENV = "HWBENCH_EVENT_LOOP"  # "asyncio" forces the stock loop (to compare the two side by side)
+
+
+def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
+    """uvloop's event loop when it is installed, else asyncio's; and its name for the record."""
+    import os
+
+    if os.environ.get(EVENT_LOOP_ENV, "").strip().lower() == "asyncio":
+        return asyncio.new_event_loop, "asyncio (forced by HWBENCH_EVENT_LOOP)"
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        return asyncio.new_event_loop, "asyncio"
+    return uvloop.new_event_loop, f"uvloop {uvloop.__version__}"
+
+
+def run_async(main: Callable[[], Awaitable[object]]) -> object:
+    """Run a coroutine function to completion on a fresh loop of loop_factory()'s kind."""
+    factory, _ = loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+def failed_timing(error: str, scheduled_ns: int | None, at_ns: int) -> TokenTiming:
+    """A request the client itself could not carry out, as data."""
+    return TokenTiming(start_ns=at_ns, token_ns=(), prompt_tokens=0, ok=False, error=error, scheduled_ns=scheduled_ns)
+
+
+async def _guarded(send: Callable[[int, int | None], Awaitable[TokenTiming]], i: int, scheduled: int | None,
+                   clock: Clock) -> TokenTiming:
+    """send(i, scheduled), with an exception the adapter should not have raised turned into a failed record."""
+    try:
+        return await send(i, scheduled)
+    except Exception as e:  # noqa: BLE001 - a client bug must not take the other requests down
+        return failed_timing(f"client error: {type(e).__name__}: {str(e)[:200]}", scheduled, clock())
+
+
 async def _open_loop(send: Callable[[int, int | None], Awaitable[TokenTiming]], offsets_s: Sequence[float],
-                     clock: Clock, progress: Progress | None) -> tuple[list[TokenTiming], int, int]:
+                     clock: Clock, progress: Progress | None, origin: int | None = None) -> tuple[list[TokenTiming], int, int]:
+    """Issue request i at origin + offsets_s[i] (origin: now + 1 ms unless given, e.g. shared by processes)."""
     n = len(offsets_s)
     results: list[TokenTiming | None] = [None] * n
     finished = 0
 
     async def one(i: int, scheduled: int) -> None:
         nonlocal finished
-        results[i] = await send(i, scheduled)
+        results[i] = await _guarded(send, i, scheduled, clock)
         finished += 1
         if progress is not None:
             progress(finished, n)
 
     tasks = []
-    origin = clock() + 1_000_000  # 1 ms lead: the first request is not late by construction
+    if origin is None:
+        origin = clock() + 1_000_000  # 1 ms lead: the first request is not late by construction
     for i, off in enumerate(offsets_s):
         due = origin + int(off * 1e9)
         delay = (due - clock()) / 1e9
         if delay > _SPIN_S:
             await asyncio.sleep(delay)
+        while clock() < due:  # a loop's timer may fire early (uvloop's are millisecond-grained): never issue early
+            await asyncio.sleep(0)
         tasks.append(asyncio.create_task(one(i, due)))
         if delay <= 0:
             await asyncio.sleep(0)  # let the late ones go out before issuing more
@@ -115,7 +167,7 @@ async def _closed_loop(send: Callable[[int, int | None], Awaitable[TokenTiming]]
         while next_i < count:
             i = next_i
             next_i += 1
-            results.append(await send(i, None))
+            results.append(await _guarded(send, i, None, clock))
             if progress is not None:
                 progress(len(results), count)
 
@@ -126,12 +178,19 @@ async def _closed_loop(send: Callable[[int, int | None], Awaitable[TokenTiming]]
 
 def run_load(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int, *, offsets_s: Sequence[float] | None = None,
              concurrency: int | None = None, offered_rps: float | None = None, clock: Clock = time.perf_counter_ns,
-             progress: Progress | None = None) -> LoadResult:
-    """Send len(prompts) requests (prompt i for request i), open-loop at offsets_s or closed-loop at concurrency."""
+             progress: Progress | None = None, processes: int = 1) -> LoadResult:
+    """Send len(prompts) requests (prompt i for request i), open-loop at offsets_s or closed-loop at concurrency.
+
+    processes > 1 spreads an open-loop schedule over that many client processes (each issues
+    every processes-th arrival, from one shared start instant); the closed loop runs in one."""
     if (offsets_s is None) == (concurrency is None):
         raise ValueError("give either offsets_s (open loop) or concurrency (closed loop)")
     if offsets_s is not None and len(offsets_s) != len(prompts):
         raise ValueError(f"{len(offsets_s)} arrival times for {len(prompts)} prompts")
+    if offsets_s is not None and processes > 1:
+        from hwbench.measure.endpoint_spread import run_spread
+
+        return run_spread(adapter, prompts, output_tokens, offsets_s, processes, offered_rps=offered_rps, progress=progress)
 
     async def main() -> tuple[list[TokenTiming], int, int]:
         async with adapter:
@@ -143,8 +202,22 @@ def run_load(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: in
             return await _closed_loop(send, len(prompts), int(concurrency or 1), clock, progress)
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    timings, start, end = asyncio.run(main())
+    timings, start, end = run_async(main)  # type: ignore[misc]
     cpu_pct = 100.0 * (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-    lag = np.array([t.schedule_lag_ns / 1e6 for t in timings if t.schedule_lag_ns is not None], dtype=np.float64)
+    lag = lag_ms_of(timings)
     return LoadResult(timings=timings, wall_s=(end - start) / 1e9, mode="open-loop" if offsets_s is not None else "closed-loop",
-                      offered_rps=offered_rps, concurrency=concurrency, client_cpu_pct=cpu_pct, lag_ms=lag)
+                      offered_rps=offered_rps, concurrency=concurrency, client_cpu_pct=cpu_pct, lag_ms=lag,
+                      client_cpu_pct_per_process=[cpu_pct], lag_p99_ms_per_process=[_p99(lag)], event_loop=loop_factory()[1])
+
+
+def lag_ms_of(timings: Sequence[TokenTiming]) -> np.ndarray:
+    """Each open-loop request's scheduling lag, ms (requests the client never issued have none)."""
+    return np.array([t.schedule_lag_ns / 1e6 for t in timings if t.schedule_lag_ns is not None
+                     and not (t.error or "").startswith(WORKER_FAILED)], dtype=np.float64)
+
+
+WORKER_FAILED = "client worker"  # the prefix of the reason given to requests a failed client process never reported
+
+
+def _p99(values: np.ndarray) -> float | None:
+    return float(np.percentile(values, 99)) if len(values) else None

@@ -31,6 +31,7 @@ from hwbench.adapter.endpoint import EndpointAdapter
 from hwbench.errors import UsageError
 from hwbench.measure.arrivals import ArrivalProcess
 from hwbench.measure.endpoint_load import LoadResult, run_load
+from hwbench.measure.endpoint_spread import auto_processes
 from hwbench.measure.prompts import synthetic_prompt, tokenizer_prompt, words_for
 from hwbench.results.schema import SCHEMA_VERSION, TrialRecord, settings_json
 
@@ -68,6 +69,7 @@ class EndpointConfig:
     instance: str | None = None
     accelerator: str | None = None
     tokenizer: str | None = None
+    client_processes: int | None = None  # open loop: None = endpoint_spread.auto_processes(rate)
 
     def __post_init__(self) -> None:
         if not self.concurrency and not self.rates_rps and not self.has_slo:
@@ -79,6 +81,8 @@ class EndpointConfig:
                     raise UsageError(f"{name} values must be whole numbers from 1 to 1,000,000, got {v!r}")
         for v in self.rates_rps:
             ArrivalProcess(v, self.burstiness)  # raises a UsageError naming the bound
+        if self.client_processes is not None and not (isinstance(self.client_processes, int) and 1 <= self.client_processes <= 256):
+            raise UsageError(f"--client-processes must be a whole number from 1 to 256, got {self.client_processes!r}")
         if not (1 <= self.requests <= 1_000_000):
             raise UsageError(f"--requests must be from 1 to 1,000,000, got {self.requests}")
         if not (math.isfinite(self.duration_s) and 0 <= self.duration_s <= 86_400):
@@ -198,7 +202,12 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
                       batch_size=1, scenario=scenario, concurrency=lr.concurrency or 1,
                       instance_type=cfg.instance, host=host, hwbench_version=__version__,
                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      settings=settings_json({**describe, "mode": lr.mode, "prompt_source": prompt_source}))
+                      settings=settings_json({**describe, "mode": lr.mode, "prompt_source": prompt_source,
+                                              "prompt_tokens_requested": prompt_tokens,
+                                              "client_processes": lr.processes, "event_loop": lr.event_loop,
+                                              "client_cpu_pct_per_process": [None if c != c else round(c, 1) for c in lr.client_cpu_pct_per_process],
+                                              "sched_lag_p99_ms_per_process": [None if v is None else round(v, 3)
+                                                                               for v in lr.lag_p99_ms_per_process]}))
     rec.instance_type_source = "given" if cfg.instance else None
     stats = summarize_generation([[t] for t in lr.completed], lr.wall_s)
     for k, v in stats.items():
@@ -288,7 +297,8 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
             run_load(client_factory(), texts, o, concurrency=min(len(texts), conc or 1))
         if rate is not None:
             offsets = ArrivalProcess(rate, cfg.burstiness, seed=cfg.seed).offsets_for(cfg.duration_s, min_count=cfg.requests)
-            lr = run_load(client_factory(), prompts.make(p, len(offsets)), o, offsets_s=offsets, offered_rps=rate)
+            lr = run_load(client_factory(), prompts.make(p, len(offsets)), o, offsets_s=offsets, offered_rps=rate,
+                          processes=cfg.client_processes or auto_processes(rate))
         else:
             lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc)
         result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host)

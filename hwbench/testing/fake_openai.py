@@ -56,6 +56,8 @@ class FakeOpenAIServer:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._frames: dict[tuple[bool, str, int], bytes] = {}  # instant answers' token frames, built once
+        self.event_loop = ""
 
     @property
     def base_url(self) -> str:
@@ -82,7 +84,10 @@ class FakeOpenAIServer:
         self.stop()
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        from hwbench.measure.endpoint_load import loop_factory
+
+        factory, self.event_loop = loop_factory()  # uvloop when installed: the server must not be the bottleneck
+        loop = factory()
         self._loop = loop
         self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=1024))
         self._ready.set()
@@ -179,6 +184,20 @@ class FakeOpenAIServer:
             return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
         sent = n // 2 if fault == "short" else n
+        if not fault and not self.config.ttft_s and not self.config.itl_s:  # instant: one write, frames built once
+            key = (chat, model, n)
+            body = self._frames.get(key)
+            if body is None:
+                body = b"".join(_chunk(frame("tok ")) for _ in range(n)) + _chunk(frame(None, "length"))
+                if len(self._frames) < 1024:
+                    self._frames[key] = body
+            tail = [_chunk(b"data: [DONE]\n\n"), b"0\r\n\r\n"]
+            if self.config.usage_in_stream and (req.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+                tail.insert(0, _chunk(b"data: " + json.dumps({"id": "fake-1", "choices": [], "usage": usage}).encode() + b"\n\n"))
+            writer.write(body + b"".join(tail))
+            await writer.drain()
+            return True
         await asyncio.sleep(self.config.slow_first_s if fault == "slow-first" else self.config.ttft_s)
         for i in range(sent):
             if i and self.config.itl_s:
@@ -200,6 +219,11 @@ class FakeOpenAIServer:
             await send(b"data: [DONE]\n\n")
         await send(b"")  # the terminating zero-length chunk
         return True
+
+
+def _chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk (an empty one ends the body)."""
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
 def wait_until_serving(base_url: str, timeout_s: float = 30.0) -> None:

@@ -1,0 +1,162 @@
+"""One open-loop schedule spread over several client processes, when one process cannot keep it.
+
+A single asyncio process is CPU-bound at some request rate (on this project's 2-core host,
+about a thousand streamed requests/s). Above that it issues requests late, and the lag
+rule (hwbench.measure.endpoint_load) rightly voids the run. Spreading the load keeps the one
+seeded schedule: process k of N issues arrivals k, k+N, k+2N, ... at exactly the offsets the
+single process would use, all from one start instant. The stamps are comparable across
+processes because perf_counter is CLOCK_MONOTONIC on Linux, one clock for the whole machine.
+
+    parent                              worker k (spawned)
+    start N workers  ------------->     open its connection pool, send "ready"
+    origin = now + lead  ---------->    issue its arrivals at origin + offset, on time
+    merge by arrival index  <-------    its TokenTimings, its CPU seconds, its end stamp
+
+A worker that raises, or dies without reporting (killed, crashed), costs its own requests
+only: each becomes a failed-request record naming the worker and the reason, never a crash
+of the run. Lag and CPU are kept per process and pooled.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hwbench.adapter.endpoint import EndpointAdapter
+from hwbench.adapter.tokens import TokenTiming
+from hwbench.measure.endpoint_load import (WORKER_FAILED, LoadResult, Progress, _open_loop, _p99, failed_timing,
+                                           lag_ms_of, loop_factory, run_async)
+
+START_LEAD_NS = 20_000_000  # between the origin being sent and the first arrival: the workers must all have it
+READY_TIMEOUT_S = 60.0  # a worker that cannot start (import, connect pool) within this is failed
+RPS_PER_PROCESS = 500.0  # the automatic choice: one client process per this many offered requests/s
+
+
+def auto_processes(rate_rps: float | None, cpus: int | None = None) -> int:
+    """How many client processes an open loop at rate_rps gets by default: one per RPS_PER_PROCESS
+    requests/s, at most one per CPU this process may use, and 1 for a closed loop."""
+    if not rate_rps or rate_rps <= 0:
+        return 1
+    import math
+    import os
+
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+    return max(1, min(int(cpus), math.ceil(rate_rps / RPS_PER_PROCESS)))
+
+
+def shares(count: int, processes: int) -> list[list[int]]:
+    """The arrival indices each process issues: every processes-th one, process k from index k."""
+    return [list(range(k, count, processes)) for k in range(processes)]
+
+
+def _worker(conn: Any, adapter: EndpointAdapter, prompts: list[str], offsets_s: list[float], output_tokens: int) -> None:
+    """In a client process: open the pool, say ready, wait for the origin, keep the schedule, report."""
+    clock = time.perf_counter_ns
+    box: dict[str, float] = {}
+
+    async def main() -> tuple[list[TokenTiming], int, int]:
+        async with adapter:
+            conn.send(("ready",))
+            if not conn.poll(READY_TIMEOUT_S * 2):
+                raise RuntimeError("no start instant from the parent")
+            origin = int(conn.recv())
+            box["cpu0"], box["wall0"] = time.process_time(), time.perf_counter()
+
+            async def send(i: int, scheduled: int | None) -> TokenTiming:
+                return await adapter.request(prompts[i], output_tokens, clock, scheduled)
+
+            return await _open_loop(send, offsets_s, clock, None, origin=origin)
+
+    try:
+        timings, _, end = run_async(main)  # type: ignore[misc]
+        cpu_s = time.process_time() - box["cpu0"]
+        wall_s = time.perf_counter() - box["wall0"]
+        conn.send(("done", timings, end, cpu_s, wall_s))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which records it per request
+        try:
+            conn.send(("error", f"{type(e).__name__}: {str(e)[:200]}"))
+        except (OSError, ValueError):
+            pass
+    finally:
+        conn.close()
+
+
+def _receive(conn: Any, proc: Any, timeout_s: float | None) -> tuple[Any, ...]:
+    """The worker's next message, or ("error", why) when it died, hung or broke the pipe."""
+    try:
+        if timeout_s is not None and not conn.poll(timeout_s):
+            return ("error", f"did not report within {timeout_s:g} s")
+        return tuple(conn.recv())
+    except (EOFError, OSError):
+        proc.join(5)
+        return ("error", f"exited (code {proc.exitcode}) without reporting")
+
+
+def run_spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int, offsets_s: Sequence[float],
+               processes: int, *, offered_rps: float | None = None, progress: Progress | None = None) -> LoadResult:
+    """run_load's open loop over `processes` spawned client processes (the adapter is pickled to each)."""
+    n = len(offsets_s)
+    processes = max(1, min(int(processes), n))
+    ctx = mp.get_context("spawn")  # safe beside threads (a fake server, a progress bar); costs ~0.5 s a worker
+    parts = shares(n, processes)
+    workers = []
+    for k, idx in enumerate(parts):
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(target=_worker, name=f"hwbench-client-{k}", daemon=True,
+                           args=(child_end, adapter, [prompts[i] for i in idx], [float(offsets_s[i]) for i in idx], output_tokens))
+        proc.start()
+        child_end.close()
+        workers.append((proc, parent_end))
+    failed: dict[int, str] = {}
+    for k, (proc, conn) in enumerate(workers):
+        msg = _receive(conn, proc, READY_TIMEOUT_S)
+        if msg[0] != "ready":
+            failed[k] = f"{WORKER_FAILED} {k} of {processes} failed before its first request: {msg[-1]}"
+    origin = time.perf_counter_ns() + START_LEAD_NS
+    for k, (proc, conn) in enumerate(workers):
+        if k not in failed:
+            try:
+                conn.send(origin)
+            except OSError as e:
+                failed[k] = f"{WORKER_FAILED} {k} of {processes} failed before its first request: {e}"
+    results: list[TokenTiming | None] = [None] * n
+    ends, cpu_pct, lag_p99, cpu_s_total = [origin], [], [], 0.0
+    for k, (proc, conn) in enumerate(workers):
+        msg = ("error", "") if k in failed else _receive(conn, proc, None)
+        if msg[0] == "done":
+            _, timings, end, cpu_s, wall_s = msg
+            for i, t in zip(parts[k], timings):
+                results[i] = t
+            ends.append(int(end))
+            cpu_s_total += float(cpu_s)
+            cpu_pct.append(100.0 * float(cpu_s) / max(float(wall_s), 1e-9))
+            lag_p99.append(_p99(lag_ms_of(timings)))
+        else:
+            failed.setdefault(k, f"{WORKER_FAILED} {k} of {processes} failed: {msg[-1]}")
+            cpu_pct.append(float("nan"))
+            lag_p99.append(None)
+        conn.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+    for k, why in failed.items():
+        for i in parts[k]:
+            if results[i] is None:
+                due = origin + int(float(offsets_s[i]) * 1e9)
+                results[i] = failed_timing(why, due, due)
+    timings = [t for t in results if t is not None]
+    wall_s = (max(ends) - origin) / 1e9
+    if progress is not None:
+        progress(n, n)
+    pooled = 100.0 * cpu_s_total / max(wall_s, 1e-9)
+    return LoadResult(timings=timings, wall_s=wall_s, mode="open-loop", offered_rps=offered_rps, concurrency=None,
+                      client_cpu_pct=pooled, lag_ms=lag_ms_of(timings), processes=processes,
+                      client_cpu_pct_per_process=cpu_pct, lag_p99_ms_per_process=lag_p99, event_loop=loop_factory()[1])
+

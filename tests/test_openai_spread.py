@@ -1,0 +1,95 @@
+"""The open-loop schedule spread over client processes: same arrivals, merged right, failures as data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hwbench.measure.arrivals import ArrivalProcess
+from hwbench.measure.endpoint_load import run_load
+from hwbench.measure.endpoint_spread import auto_processes, shares
+from hwbench.testing.fake_endpoint import InstantEndpoint
+
+
+def _offsets(n: int = 40, rate: float = 400.0, seed: int = 7) -> list[float]:
+    return list(ArrivalProcess(rate, 1.0, seed=seed).offsets_for(0.0, min_count=n))[:n]
+
+
+def _relative_schedule(result) -> list[int]:
+    """Each request's scheduled time minus the first one's, ns, in arrival order."""
+    due = [t.scheduled_ns for t in result.timings]
+    return [d - due[0] for d in due]
+
+
+def test_shares_cover_every_arrival_once():
+    for n, k in ((10, 3), (7, 7), (1, 1), (100, 4)):
+        parts = shares(n, k)
+        flat = sorted(i for p in parts for i in p)
+        assert flat == list(range(n))
+        assert all(p == list(range(j, n, k)) for j, p in enumerate(parts))
+
+
+def test_auto_processes_scale_with_the_rate_and_stop_at_the_cpus():
+    assert auto_processes(None, cpus=8) == 1
+    assert auto_processes(20.0, cpus=8) == 1
+    assert auto_processes(1200.0, cpus=8) == 3
+    assert auto_processes(10_000.0, cpus=2) == 2
+
+
+def test_spread_issues_the_same_seeded_schedule_as_one_process():
+    offsets = _offsets()
+    prompts = ["p"] * len(offsets)
+    one = run_load(InstantEndpoint(), prompts, 2, offsets_s=offsets, offered_rps=400.0)
+    two = run_load(InstantEndpoint(), prompts, 2, offsets_s=offsets, offered_rps=400.0, processes=2)
+    assert two.processes == 2 and len(two.timings) == len(offsets) and all(t.ok for t in two.timings)
+    assert _relative_schedule(two) == _relative_schedule(one)  # same offsets, in the same order
+    origin = two.timings[0].scheduled_ns - int(offsets[0] * 1e9)
+    assert [t.scheduled_ns for t in two.timings] == [origin + int(o * 1e9) for o in offsets]
+    pids = [t.meta["pid"] for t in two.timings]
+    assert len(set(pids)) == 2  # two processes answered, alternating arrivals
+    assert all(pids[i] == pids[i % 2] for i in range(len(pids)))
+    assert len(two.client_cpu_pct_per_process) == 2 and len(two.lag_p99_ms_per_process) == 2
+    assert math.isfinite(two.client_cpu_pct) and two.lag_p99_ms is not None
+    assert len(two.lag_ms) == len(offsets)
+
+
+def test_an_adapter_exception_is_a_failed_request_not_a_crash():
+    offsets = _offsets(12)
+    prompts = ["p"] * 12
+    prompts[5] = "raise"
+    for processes in (1, 2):
+        r = run_load(InstantEndpoint(), prompts, 2, offsets_s=offsets, offered_rps=400.0, processes=processes)
+        bad = [i for i, t in enumerate(r.timings) if not t.ok]
+        assert bad == [5]
+        assert "client error: RuntimeError: injected adapter bug" in r.timings[5].error
+
+
+def test_a_dead_worker_fails_its_own_requests_only():
+    offsets = _offsets(20)
+    prompts = ["p"] * 20
+    prompts[4] = "die"  # worker 0 of 2 (even arrivals) ends its process at its third request
+    r = run_load(InstantEndpoint(), prompts, 2, offsets_s=offsets, offered_rps=400.0, processes=2)
+    assert len(r.timings) == 20
+    assert all(r.timings[i].ok for i in range(1, 20, 2))
+    for i in range(0, 20, 2):
+        t = r.timings[i]
+        assert not t.ok and t.error.startswith("client worker 0 of 2 failed: exited (code 3)")
+        assert t.scheduled_ns is not None
+    assert len(r.failed) == 10 and len(r.completed) == 10
+    assert len(r.lag_ms) == 10  # the requests worker 0 never reported have no lag to pool
+    assert math.isnan(r.client_cpu_pct_per_process[0]) and r.lag_p99_ms_per_process[0] is None
+
+
+def test_spread_against_the_fake_http_server():
+    pytest.importorskip("aiohttp")
+    from device_adapters.openai_http import OpenAIEndpoint
+    from hwbench.testing.fake_openai import FakeConfig, FakeOpenAIServer
+
+    offsets = _offsets(30, rate=200.0)
+    with FakeOpenAIServer(FakeConfig(default_tokens=4)) as srv:
+        r = run_load(OpenAIEndpoint(srv.base_url, "fake", api="completions"), ["a b c"] * 30, 4,
+                     offsets_s=offsets, offered_rps=200.0, processes=2)
+        assert srv.requests == 30
+    assert len(r.completed) == 30 and all(len(t.token_ns) == 4 for t in r.completed)
+    assert r.processes == 2 and r.achieved_rps > 0
