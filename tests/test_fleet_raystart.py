@@ -10,6 +10,7 @@ of Ray start-up): `make test-slow`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,3 +107,4 @@ def test_fleet_profile_on_a_ray_start_cluster_on_loopback(tmp_path: Path) -> Non
         assert compact.returncode == 0 and "4 record(s) of 2 run(s)" in compact.stdout, compact.stderr
     finally:
         _stop(_ray_pids(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
