@@ -2,10 +2,13 @@
 and the Ray driver's overhead per trial, side by side.
 
 1. Writes FOLDERS run folders of ROWS records each (synthetic rows, built by benchmarks/frontier_scale.py's
-   generator) to a temporary folder, then loads them with hwbench.results.store.load_records in a fresh
-   process (time and that process's peak RSS). Target (issue 15): at most 1.5 s and 600 MB locally.
+   generator) to a temporary folder (or --data DIR, kept), then loads them with
+   hwbench.results.store.load_records in a fresh process (time and that process's peak RSS): first
+   from the run folders, then after `hwbench store compact` (hwbench.results.consolidate, timed too)
+   from the consolidated file. Target (issue 15): at most 1.5 s and 600 MB locally.
 2. Uploads the same folders to a moto S3 server (an emulator, on 127.0.0.1 at a free port) and loads
-   them through s3://: same code path, the endpoint set by AWS_ENDPOINT_URL_S3.
+   them through s3://, before and after compacting there: same code path, the endpoint set by
+   AWS_ENDPOINT_URL_S3.
 3. Runs one tiny sweep (null adapter, a 4-input ONNX model, 8 trials) directly, then the same sweep as a
    fleet task on a 4-node local Ray cluster (ray.cluster_utils.Cluster), cold (first task on a fresh
    cluster) and warm (a second fleet run into a new store); prints the wall time per trial of each.
@@ -13,7 +16,8 @@ and the Ray driver's overhead per trial, side by side.
 Every figure is measured on this machine in this run; on a shared host they are noisy, compare the
 ratios. The last line printed is one JSON object.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/store_scale.py [--folders 1000] [--rows 1000] [--skip-s3] [--skip-ray]
+    PYTHONPATH=. .venv/bin/python benchmarks/store_scale.py [--folders 1000] [--rows 1000] [--data DIR]
+        [--skip-s3] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -66,10 +70,35 @@ def generate(root: Path, folders: int, rows: int) -> int:
     return folders * rows
 
 
-def load_in_child(target: str, env: dict[str, str] | None = None) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", LOAD_CHILD, target], capture_output=True, text=True, check=True,
+COMPACT_CHILD = """
+import json, resource, sys, time
+from hwbench.results.consolidate import consolidate
+t0 = time.perf_counter()
+done = consolidate(sys.argv[1])
+s = time.perf_counter() - t0
+print(json.dumps({"rows": done.rows, "compact_s": s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def load_in_child(target: str, env: dict[str, str] | None = None, code: str = LOAD_CHILD) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", code, target], capture_output=True, text=True, check=True,
                          env={**os.environ, **(env or {})})
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_and_compact(target: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    """Load from the run folders, compact, load again: each in a fresh process."""
+    folders = load_in_child(target, env)
+    compact = load_in_child(target, env, COMPACT_CHILD)
+    consolidated = load_in_child(target, env)
+    return {"folders": folders, "compact": compact, "consolidated": consolidated}
+
+
+def _say(where: str, res: dict) -> None:
+    f, c, k = res["folders"], res["consolidated"], res["compact"]
+    print(f"{where}: from run folders {f['load_s']:.2f} s, peak RSS {f['peak_rss_mb']:.0f} MB; compact "
+          f"{k['compact_s']:.1f} s (peak {k['peak_rss_mb']:.0f} MB); consolidated {c['load_s']:.2f} s, peak RSS "
+          f"{c['peak_rss_mb']:.0f} MB ({c['rows']:,} rows)", flush=True)
 
 
 def s3_part(root: Path) -> dict[str, float]:
@@ -84,7 +113,7 @@ def s3_part(root: Path) -> dict[str, float]:
         fs.copy_files(str(root), "bench/results", source_filesystem=fs.LocalFileSystem(), destination_filesystem=s3,
                       use_threads=True)
         upload_s = time.perf_counter() - t0
-        res = load_in_child("s3://bench/results", server.env())
+        res = load_and_compact("s3://bench/results", server.env())
         res["upload_s"] = upload_s
         return res
 
@@ -123,7 +152,11 @@ def ray_part(tmp: Path, nodes: int = 4, trials: int = 8) -> dict[str, float]:
     t0 = time.perf_counter()
     SweepRunner(cfg, tmp / "direct").run()
     direct_s = time.perf_counter() - t0
+    from hwbench.testing.raylocal import loopback_only
+
     obj = 80 * 2**20
+    loopback = loopback_only()  # every node on 127.0.0.1 only
+    loopback.__enter__()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                             "object_store_memory": obj})
     try:
@@ -141,6 +174,7 @@ def ray_part(tmp: Path, nodes: int = 4, trials: int = 8) -> dict[str, float]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        loopback.__exit__(None, None, None)
     return {"trials": trials, "nodes": nodes, "direct_s_per_trial": direct_s / trials,
             "fleet_s_per_trial": fleet_s / trials, "fleet_warm_s_per_trial": warm_s / trials,
             "overhead_s_per_trial": (fleet_s - direct_s) / trials, "warm_overhead_s_per_trial": (warm_s - direct_s) / trials}
@@ -150,25 +184,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folders", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=1000, help="records per folder")
+    parser.add_argument("--data", type=Path, help="generate the run folders here (kept; reused when present)")
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hwbench-store-scale-"))
+    data = args.data or tmp / "results"
     result: dict[str, object] = {"folders": args.folders, "rows_per_folder": args.rows,
                                  "note": "synthetic records; every time measured on this machine in this run"}
     try:
-        t0 = time.perf_counter()
-        rows = generate(tmp / "results", args.folders, args.rows)
-        print(f"generated {rows:,} records in {args.folders} folders in {time.perf_counter() - t0:.1f} s", flush=True)
-        local = load_in_child(str(tmp / "results"))
-        print(f"local: {local['load_s']:.2f} s, peak RSS {local['peak_rss_mb']:.0f} MB ({local['rows']:,} rows)", flush=True)
+        if not (data / "run-0000" / store.MANIFEST).exists():
+            t0 = time.perf_counter()
+            rows = generate(data, args.folders, args.rows)
+            print(f"generated {rows:,} records in {args.folders} folders in {time.perf_counter() - t0:.1f} s", flush=True)
+        shutil.rmtree(data / "_consolidated", ignore_errors=True)  # a kept --data folder: start from the folders
+        local = load_and_compact(str(data))
+        _say("local", local)
         result["local"] = local
+        met = local["consolidated"]["load_s"] <= 1.5 and local["consolidated"]["peak_rss_mb"] <= 600
+        result["target_met"] = met
+        print(f"target (<= 1.5 s, <= 600 MB, consolidated, local): {'met' if met else 'MISSED'}", flush=True)
         if not args.skip_s3:
-            s3 = s3_part(tmp / "results")
-            print(f"s3 (moto emulator): {s3['load_s']:.2f} s, peak RSS {s3['peak_rss_mb']:.0f} MB "
-                  f"(upload {s3['upload_s']:.1f} s); s3/local {s3['load_s'] / local['load_s']:.1f}x", flush=True)
+            shutil.rmtree(data / "_consolidated", ignore_errors=True)
+            s3 = s3_part(data)
+            _say(f"s3 (moto emulator, upload {s3['upload_s']:.1f} s)", s3)
             result["s3_emulator"] = s3
-            result["s3_over_local"] = round(s3["load_s"] / local["load_s"], 2)
+            result["s3_over_local"] = round(s3["consolidated"]["load_s"] / local["consolidated"]["load_s"], 2)
         if not args.skip_ray:
             ray = ray_part(tmp)
             print(f"sweep direct: {ray['direct_s_per_trial']:.3f} s/trial; through Ray (4 nodes): "

@@ -28,6 +28,7 @@ pytest.importorskip("moto", reason="the fleet tests need the fleet extra (pip in
 from hwbench.fleet.driver import run_fleet  # noqa: E402
 from hwbench.fleet.spec import parse_fleet  # noqa: E402
 from hwbench.results.store import load_records  # noqa: E402
+from hwbench.testing.raylocal import is_loopback, listening, loopback_only, process_tree  # noqa: E402
 from hwbench.testing.s3emu import MotoServer  # noqa: E402
 
 SWEEP = {"models": [], "adapters": ["null"], "precisions": ["fp32"], "batch_sizes": [1, 2],
@@ -61,13 +62,13 @@ def fleet(name: str, groups: dict[str, str], batches: list[int] | None = None, t
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """An S3 emulator, then a head (no CPU) plus three nodes: group_a x2, group_b x1."""
+    """An S3 emulator, then a head (no CPU) plus three nodes: group_a x2, group_b x1, all on 127.0.0.1 only."""
     from ray.cluster_utils import Cluster
 
     saved = dict(os.environ)
     cache = tmp_path_factory.mktemp("fleet-cache")
     raytmp = tempfile.mkdtemp(prefix="hwray", dir="/tmp")
-    with MotoServer() as s3:
+    with MotoServer() as s3, loopback_only():
         os.environ.update(s3.env())
         # TMPDIR: the nodes' staging folders (a lost node leaves its own) stay in pytest's temporary tree
         os.environ.update({"HWBENCH_CACHE": str(cache), "RAY_TMPDIR": raytmp,
@@ -89,6 +90,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             os.environ.clear()
             os.environ.update(saved)
             shutil.rmtree(raytmp, ignore_errors=True)
+
+
+def test_the_cluster_listens_on_the_loopback_address_only(env: dict[str, Any]) -> None:
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+    sockets = listening(process_tree())  # the head, the nodes and their workers all descend from this process
+    assert len({pid for _, _, pid in sockets}) >= 5, sockets  # GCS, four raylets, the agents...
+    assert [s for s in sockets if not is_loopback(s[0])] == []
 
 
 def test_two_groups_all_nodes_into_s3_and_a_rerun_adds_nothing(env: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from hwbench.cli import compare, devices, fleet, frontier, models, plan, prices, profile
+    from hwbench.cli import compare, devices, fleet, frontier, models, plan, prices, profile, storecmd
 
     app.command("devices", **devices.COMMAND)(devices.devices)
     app.command("models", **models.COMMAND)(models.models)
@@ -50,6 +50,8 @@ def _register() -> None:
     app.command("plan", **plan.COMMAND)(plan.plan)
     fleet.app.command("profile", **fleet.COMMAND)(fleet.profile)
     app.add_typer(fleet.app, name="fleet")
+    storecmd.app.command("compact", **storecmd.COMMAND)(storecmd.compact)
+    app.add_typer(storecmd.app, name="store")
 
 
 _register()

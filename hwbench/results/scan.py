@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,6 +33,7 @@ from hwbench.results.schema import (
 from hwbench.results.uri import Location, open_location
 
 MANIFEST = "manifest.json"
+CONSOLIDATED_INDEX = "_consolidated/index.json"  # hwbench.results.consolidate
 FOOTER_THREADS = 16  # footers read at once: on an object store each is a round trip or two
 
 
@@ -66,6 +68,8 @@ class RunListing:
     location: Location
     runs: list[str]  # run folder paths on location.fs, sorted
     files: dict[str, list[str]]  # run folder -> Parquet files under it, with their folder ("records/x.parquet")
+    stats: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # Parquet path -> (size, mtime_ns)
+    index: str | None = None  # the store's consolidated index (hwbench.results.consolidate), if any
 
 
 def list_runs(target: str | Any) -> RunListing:
@@ -86,7 +90,10 @@ def list_runs(target: str | Any) -> RunListing:
     except OSError as e:
         raise ResultsError(f"cannot list {loc.display()}: {e}") from e
     root = loc.root.rstrip("/")
-    paths = [i.path for i in infos if i.type == fs.FileType.File]
+    files_info = [i for i in infos if i.type == fs.FileType.File]
+    paths = [i.path for i in files_info]
+    stats = {i.path: (i.size, i.mtime_ns) for i in files_info if i.path.endswith((".parquet", "/" + MANIFEST))}
+    index_path = f"{root}/{CONSOLIDATED_INDEX}"
     runs = sorted({p[: -len(MANIFEST) - 1] for p in paths if p.endswith("/" + MANIFEST)})
     run_set = set(runs)
     files: dict[str, list[str]] = {r: [] for r in runs}
@@ -102,13 +109,13 @@ def list_runs(target: str | Any) -> RunListing:
                 files[parent].append(f"{sub}/{name}")
     if root in run_set:
         runs = [root]  # a run folder given itself: runs nested in it are not its own
-    return RunListing(loc, runs, files)
+    return RunListing(loc, runs, files, stats, index_path if index_path in set(paths) else None)
 
 
-def table_files(listing: RunListing, compacted: str, sub: str) -> list[str]:
+def table_files(listing: RunListing, compacted: str, sub: str, runs: Sequence[str] | None = None) -> list[str]:
     """Each run's compacted file, then its fragments in name order: later copies of a trial win."""
     out = []
-    for run in listing.runs:
+    for run in listing.runs if runs is None else runs:
         names = listing.files.get(run, [])
         if compacted in names:
             out.append(f"{run}/{compacted}")
@@ -177,48 +184,148 @@ def _migrate(table: pa.Table, version: int) -> pa.Table:
     return table
 
 
+def _scan(listing: RunListing, paths: list[str], schema: pa.Schema, expr: Any, wanted: set[int] | None,
+          origin: bool = False) -> list[pa.Table]:
+    """`paths` on the listing's filesystem as tables with `schema`, one per schema version (older first, file
+    order within), migrated. With `origin`, each row also says its run folder and the version it was written under."""
+    fmt = ds.ParquetFileFormat()
+    filesystem = listing.location.fs
+    fragments = list(ds.dataset(paths, schema=schema, format=fmt, filesystem=filesystem).get_fragments())
+    versions = _versions(fragments, schema)
+    parts = []
+    for v in sorted(set(versions)):
+        if wanted is not None and v not in wanted:
+            continue
+        chosen = [f for f, fv in zip(fragments, versions) if fv == v]
+        try:
+            data = ds.FileSystemDataset(chosen, schema, fmt, filesystem)
+            if origin:
+                table = _with_origin(listing, data, chosen, expr, v)
+            else:
+                table = data.to_table(filter=expr)
+        except (OSError, pa.ArrowException) as e:
+            raise ResultsError(f"cannot read results at {listing.location.display()}: {e}") from e
+        parts.append(_migrate(table, v) if v < SCHEMA_VERSION and schema is RECORD_SCHEMA else table)
+    return parts
+
+
+def _with_origin(listing: RunListing, data: Any, chosen: list[Any], expr: Any, version: int) -> pa.Table:
+    """`data` read with two more columns: each row's run folder (relative) and `version`, in file order."""
+    from hwbench.results.consolidate import RUN_DIR, VERSION, relative
+
+    order = {f.path: i for i, f in enumerate(chosen)}
+    tagged = sorted(((order[t.fragment.path], i, t.record_batch) for i, t in
+                     enumerate(ds.Scanner.from_dataset(data, filter=expr).scan_batches())), key=lambda x: x[:2])
+    batches = []
+    for pos, _, batch in tagged:
+        run = relative(listing, chosen[pos].path.rsplit("/records", 1)[0])
+        n = batch.num_rows
+        batches.append(batch.append_column(RUN_DIR, pa.array([run] * n, pa.string()))
+                       .append_column(VERSION, pa.array([version] * n, pa.int16())))
+    schema = data.schema.append(pa.field(RUN_DIR, pa.string())).append(pa.field(VERSION, pa.int16()))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _wanted(filters: Filters | None) -> set[int] | None:
+    return set(filters.schema_versions) if filters is not None and filters.schema_versions is not None else None
+
+
 def read_tables(listings: Iterable[RunListing], compacted: str, sub: str, schema: pa.Schema,
                 keys: Sequence[str], filters: Filters | None = None) -> pa.Table:
     """Every file of `listings` as one Arrow table with `schema`, filtered, each `keys` once (the last copy)."""
-    fmt = ds.ParquetFileFormat()
     expr = filters.expression() if filters is not None and schema is RECORD_SCHEMA else None
-    wanted = set(filters.schema_versions) if filters is not None and filters.schema_versions is not None else None
     parts: list[pa.Table] = []
     for listing in listings:
         paths = table_files(listing, compacted, sub)
-        if not paths:
-            continue
-        filesystem = listing.location.fs
-        fragments = list(ds.dataset(paths, schema=schema, format=fmt, filesystem=filesystem).get_fragments())
-        versions = _versions(fragments, schema)
-        # one pass per version, older first, in file order within it: a newer copy of a trial wins
-        for v in sorted(set(versions)):
-            if wanted is not None and v not in wanted:
-                continue
-            chosen = [f for f, fv in zip(fragments, versions) if fv == v]
-            try:
-                data = ds.FileSystemDataset(chosen, schema, fmt, filesystem)
-                table = data.to_table(filter=expr)
-            except (OSError, pa.ArrowException) as e:
-                raise ResultsError(f"cannot read results at {listing.location.display()}: {e}") from e
-            parts.append(_migrate(table, v) if v < SCHEMA_VERSION and schema is RECORD_SCHEMA else table)
+        if paths:
+            parts.extend(_scan(listing, paths, schema, expr, _wanted(filters)))
     if not parts:
         return schema.empty_table()
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     return keep_last(table, keys)
 
 
+def read_raw(listing: RunListing, runs: Sequence[str], origin: bool = False) -> pa.Table:
+    """The records of `runs` read from their folders (no consolidated file), each trial once."""
+    paths = table_files(listing, "records.parquet", "records", runs)
+    parts = _scan(listing, paths, RECORD_SCHEMA, None, None, origin) if paths else []
+    if not parts:
+        table = RECORD_SCHEMA.empty_table()
+        if origin:
+            from hwbench.results.consolidate import RUN_DIR, VERSION
+
+            table = table.append_column(RUN_DIR, pa.array([], pa.string())).append_column(VERSION, pa.array([], pa.int16()))
+        return table
+    return keep_last(pa.concat_tables(parts) if len(parts) > 1 else parts[0], ("run_id", "trial_id"))
+
+
+def record_parts(listings: Iterable[RunListing], filters: Filters | None = None) -> list[pa.Table]:
+    """Every record under `listings` as Arrow tables, each (run_id, trial_id) once: first the consolidated
+    rows of the runs that have not changed since (hwbench.results.consolidate; some columns left out as
+    empty, text maybe dictionary-encoded), then everything else read from the run folders (it wins)."""
+    from hwbench.results import consolidate
+
+    expr = filters.expression() if filters is not None else None
+    wanted = _wanted(filters)
+    fast: list[pa.Table] = []
+    slow: list[pa.Table] = []
+    for listing in listings:
+        index = consolidate.read_index(listing)
+        covered, raw = consolidate.split_runs(listing, index)
+        if covered and index is not None:
+            try:
+                fast.append(consolidate.read_consolidated(listing, index, covered, expr, wanted))
+            except (OSError, pa.ArrowException):  # gone (a concurrent consolidation): the folders are the truth
+                raw = list(listing.runs)
+        paths = table_files(listing, "records.parquet", "records", raw)
+        if paths:
+            slow.extend(_scan(listing, paths, RECORD_SCHEMA, expr, wanted))
+    keys = ("run_id", "trial_id")
+    raw_table = keep_last(pa.concat_tables(slow), keys) if slow else None
+    parts = [*fast, *([raw_table] if raw_table is not None else [])]
+    if len(fast) > 1:  # several consolidated stores: one run may be in two; the last copy wins, as for folders
+        mask = last_mask(pa.concat_tables([pa.table({k: p[k].cast(pa.string()) for k in keys}) for p in parts]), keys)
+        if mask is not None:
+            out, at = [], 0
+            for p in parts:
+                out.append(p.filter(mask.slice(at, p.num_rows)))
+                at += p.num_rows
+            return out
+    elif fast and raw_table is not None and raw_table.num_rows:
+        parts[0] = _without(fast[0], raw_table, keys)
+    return parts
+
+
+def _without(table: pa.Table, newer: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """`table` without the rows whose keys `newer` also has (the consolidated rows a folder's copy replaces)."""
+    run_ids = pc.unique(newer["run_id"])
+    cand = pc.is_in(table["run_id"].cast(pa.string()), value_set=run_ids)
+    if not pc.any(cand).as_py():
+        return table
+    sep = "\x00"
+    joined = lambda t: pc.binary_join_element_wise(*[t[k].cast(pa.string()) for k in keys], sep)  # noqa: E731
+    drop = pc.and_(cand, pc.is_in(joined(table), value_set=joined(newer).combine_chunks()))
+    return table.filter(pc.invert(drop))
+
+
 def keep_last(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     """Each `keys` combination once: its last row. Cheap when there are no duplicates (the usual case)."""
+    mask = last_mask(table, keys)
+    return table if mask is None else table.filter(mask)
+
+
+def last_mask(table: pa.Table, keys: Sequence[str]) -> pa.Array | None:
+    """A mask keeping each `keys` combination's last row, in table order; None when no row repeats."""
     if table.num_rows < 2:
-        return table
+        return None
     idx = pa.array(range(table.num_rows), pa.int64())
     last = pa.table({**{k: table[k] for k in keys}, "_i": idx}).group_by(list(keys), use_threads=False).aggregate(
         [("_i", "max")])
     if last.num_rows == table.num_rows:
-        return table
-    kept = pc.take(last["_i_max"], pc.array_sort_indices(last["_i_max"]))  # in table order
-    return table.take(kept)
+        return None
+    keep = np.zeros(table.num_rows, dtype=bool)
+    keep[last["_i_max"].to_numpy()] = True
+    return pa.array(keep)
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -236,9 +343,14 @@ def locations_of(paths: Iterable[Any]) -> list[RunListing]:
 
 
 def load_records(paths: Iterable[Any], filters: Filters | None = None) -> pd.DataFrame:
-    """Every trial record under `paths` (folders or URIs), filtered, one DataFrame in RECORD_SCHEMA order."""
-    table = read_tables(locations_of(paths), "records.parquet", "records", RECORD_SCHEMA, ("run_id", "trial_id"), filters)
-    return to_frame(table.select(RECORD_SCHEMA.names))
+    """Every trial record under `paths` (folders or URIs), filtered, one DataFrame in RECORD_SCHEMA order
+    (hwbench.results.frame: empty columns shared, so a million records cost what they hold)."""
+    from hwbench.results.frame import lean_frame
+
+    parts = record_parts(locations_of(paths), filters)
+    for i, p in enumerate(parts):
+        parts[i] = p.select([n for n in RECORD_SCHEMA.names if n in p.column_names])
+    return lean_frame(parts, RECORD_SCHEMA)  # it empties `parts` as it converts: the peak is about the frame
 
 
 def load_latencies(paths: Iterable[Any]) -> pd.DataFrame:

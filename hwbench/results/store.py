@@ -334,10 +334,15 @@ def load_records(paths: Iterable[Path | str] | Path | str, *, models: list[str] 
     from hwbench.results.scan import Filters
     from hwbench.results.scan import load_records as scan_records
 
+    from hwbench.results import consolidate, scan
+
     targets = _as_list(paths)
     local = [p for p in targets if "://" not in str(p) or str(p).startswith("file://")]
-    for run in find_runs([str(p).removeprefix("file://") for p in local]) if local else []:
-        read_manifest(run, require=("run_id",))  # a run whose manifest is not one is refused, not quietly used
+    for target in local:  # a run whose manifest is not one is refused, not quietly used
+        listing = scan.list_runs(str(target))
+        _, changed = consolidate.split_runs(listing, consolidate.read_index(listing))
+        for run in changed:  # a consolidated run's manifest was checked then, and is unchanged since
+            read_manifest(Path(run), require=("run_id",))
     return scan_records(targets, Filters(models, since, until, schema_versions))
 
 
