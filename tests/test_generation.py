@@ -376,4 +376,4 @@ def test_a_group_prepares_once_and_reuses_an_identical_accuracy_check(tiny, tmp_
     assert settings[2]["accuracy"]["reused_from"] == trials[0].trial_id and "reused_from" not in settings[1]["accuracy"]
     assert recs[2].acc_cosine == recs[0].acc_cosine and recs[1].acc_cosine is not None
     assert settings[1]["accuracy"]["batch_size"] == 2 and settings[1]["accuracy"]["sequences"] == 4
-    assert all(s["stop_rule"]["max_rel_halfwidth"] == 0.05 for s in settings)
+    assert all(s["stop_rule"]["max_rel_halfwidth"] == gen.max_rel_halfwidth for s in settings)

@@ -6,8 +6,10 @@ A generate call lasts from milliseconds (llama-tiny) to seconds (a 1024-token pr
 the loop counts calls, not items, and its stopping rule is GenerateSettings', not the p50 rule of
 hwbench.measure.profiler: past min_calls and min_duration_s it stops once the 95% t-intervals of
 the mean per-call TTFT and TPOT (hwbench.measure.genstats.mean_ci_rel_halfwidth) are both within
-+-max_rel_halfwidth of their means, so a steady slow point stops at 3 calls and a noisy one runs
-on until it is pinned or capped (max_rel_halfwidth = 0: stop at the minimums). Each call gets fresh prompts (a runtime with a prefix cache must not
++-max_rel_halfwidth (10%) of their means, so a steady slow point stops at 3 calls and a noisy one
+runs on until it is pinned or capped (max_rel_halfwidth = 0: stop at the minimums). 10%, not 5%:
+a 135M model's calls vary by 5-10% from call to call on a 2-vCPU VM with nothing else running
+(measured, README), and +-5% would take 10-20 calls of up to 14 s each per point. Each call gets fresh prompts (a runtime with a prefix cache must not
 see a repeated prompt: MEASURED.md, OpenVINO GenAI); they are drawn before the call's clock
 starts. The power meter and the host-activity probe bracket the timed window, as the profiler's.
 """
