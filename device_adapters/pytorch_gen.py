@@ -72,6 +72,7 @@ class TorchGenerativeAdapter(GenerativeAdapter):
     device_kind = "cpu"
     precisions = ("fp32", "bf16", "fp16", "int8")
     description = "Hugging Face transformers generate (KV cache) on torch, CPU or CUDA"
+    reuses_prepared = True  # prepare() loads the weights; generate() takes any batch and length
 
     @classmethod
     def probe(cls) -> Probe:

@@ -16,9 +16,9 @@ import pytest
 from hwbench.adapter import AdapterOptions
 from hwbench.adapter import registry
 from hwbench.adapter.tokens import TokenTiming
-from hwbench.measure.generation import STOP_MINIMUMS, STOP_TIME_CAP, measure_generation, random_prompts
+from hwbench.measure.generation import STOP_MINIMUMS, STOP_TIGHT, STOP_TIME_CAP, measure_generation, random_prompts
 from hwbench.measure.gentrial import greedy_agreement
-from hwbench.measure.genstats import call_rates, summarize_generation
+from hwbench.measure.genstats import call_phases_ns, call_rates, mean_ci_rel_halfwidth, summarize_generation
 from hwbench.measure.settings import GenerateSettings
 
 MS = 1_000_000
@@ -92,7 +92,7 @@ class _FakeGen:
 
 def test_loop_warms_up_reaches_both_minimums_and_uses_fresh_prompts() -> None:
     fake = _FakeGen()
-    s = GenerateSettings(warmup_calls=2, min_calls=5, min_duration_s=0.05, max_duration_s=5.0)
+    s = GenerateSettings(warmup_calls=2, min_calls=5, min_duration_s=0.05, max_duration_s=5.0, max_rel_halfwidth=0.0)
     m = measure_generation(fake, vocab_size=100, batch_size=3, prompt_tokens=7, output_tokens=4, settings=s)  # type: ignore[arg-type]
     assert m.stop_reason == STOP_MINIMUMS and len(m.calls) >= 5 and m.wall_s >= 0.05
     assert len(fake.prompts) == len(m.calls) + 2 and m.warmup_calls == 2
@@ -100,6 +100,49 @@ def test_loop_warms_up_reaches_both_minimums_and_uses_fresh_prompts() -> None:
     firsts = {p.tobytes() for p in fake.prompts}
     assert len(firsts) == len(fake.prompts)  # no prompt repeats (prefix caches)
     assert all(p.min() >= 3 and p.max() < 100 for p in fake.prompts)
+
+
+class _ScriptedGen:
+    """A generative adapter returning synthetic timings: TTFT ~ 100 ms and TPOT ~ 10 ms, each times
+    (1 + cv * a standard normal), seeded; the loop stops on these stamps, not on the wall clock."""
+
+    def __init__(self, cv: float, seed: int = 0) -> None:
+        self.cv, self.rng, self.calls = cv, np.random.default_rng(seed), 0
+
+    def generate(self, prompt_ids, output_tokens, clock):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        ttft = 100.0 * max(0.05, 1 + self.cv * self.rng.standard_normal())
+        tpot = 10.0 * max(0.05, 1 + self.cv * self.rng.standard_normal())
+        return [_seq(0, ttft, tpot, output_tokens, prompt_ids.shape[1]) for _ in range(prompt_ids.shape[0])]
+
+
+def test_call_phases_are_the_batch_ttft_and_mean_gap() -> None:
+    assert call_phases_ns([_seq(0, 20, 4, 5), _seq(0, 22, 4, 5)]) == (22 * MS, pytest.approx(4 * MS))
+    assert call_phases_ns([_seq(0, 20, 4, 1)]) == (20 * MS, None)
+
+
+def test_mean_interval_covers_the_true_mean_95_percent_of_the_time_by_simulation() -> None:
+    rng = np.random.default_rng(11)
+    for n in (3, 8):
+        hits = 0
+        sims = 4000
+        for _ in range(sims):
+            x = rng.normal(10.0, 1.0, size=n)
+            half = mean_ci_rel_halfwidth(list(x)) * x.mean()
+            hits += abs(x.mean() - 10.0) <= half
+        assert 0.93 <= hits / sims <= 0.97, (n, hits / sims)
+    assert mean_ci_rel_halfwidth([5.0]) is None and mean_ci_rel_halfwidth([4.0, 4.0]) == 0.0
+
+
+def test_loop_stops_at_min_calls_when_steady_and_runs_on_when_noisy() -> None:
+    s = GenerateSettings(warmup_calls=0, min_calls=3, min_duration_s=0.0001, max_duration_s=30.0, max_rel_halfwidth=0.05)
+    steady = measure_generation(_ScriptedGen(cv=0.005), 100, 1, 4, 8, s)  # type: ignore[arg-type]
+    assert steady.stop_reason == STOP_TIGHT and len(steady.calls) == 3
+    assert 0 < steady.rel_halfwidths["ttft"] <= 0.05 and 0 < steady.rel_halfwidths["tpot"] <= 0.05
+    noisy = measure_generation(_ScriptedGen(cv=0.2), 100, 1, 4, 8, s)  # type: ignore[arg-type]
+    # a t-interval of +-5% at a 20% spread needs about (2 x 0.2 / 0.05)^2 = 64 calls
+    assert noisy.stop_reason == STOP_TIGHT and 30 <= len(noisy.calls) <= 150
+    assert noisy.rel_halfwidths["ttft"] <= 0.05 and noisy.rel_halfwidths["tpot"] <= 0.05
 
 
 def test_loop_stops_at_the_time_cap() -> None:
@@ -235,12 +278,14 @@ def test_cli_generate_end_to_end_json(tiny, tmp_path: Path) -> None:  # type: ig
 
     env = dict(os.environ, HWBENCH_CACHE=str(tiny.path.parents[1]), COLUMNS="200")
     res = subprocess.run([sys.executable, "-m", "hwbench", "profile", "llama-tiny", "--workload", "generate",
-                          "--prompt-tokens", "8", "--output-tokens", "4", "--batch", "2", "--precision", "fp32",
+                          "--prompt-tokens", "8", "--output-tokens", "4", "--batch", "2,1", "--precision", "fp32",
                           "--adapter", "torch", "--threads", "1", "--quick", "--no-accuracy", "--out", str(tmp_path),
                           "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
-    (rec,) = json.loads(res.stdout)["records"]
-    assert rec["status"] == "ok" and rec["workload"] == "generate", rec["error"]
+    first, rec = sorted(json.loads(res.stdout)["records"], key=lambda r: r["batch_size"])
+    assert first["status"] == "ok" and rec["status"] == "ok" and rec["workload"] == "generate", rec["error"]
+    # both points ran in one worker on one loaded model, batch 1 first
+    assert json.loads(rec["settings"])["group"]["prepared_by"] == first["trial_id"]
     assert rec["prompt_tokens"] == 8 and rec["output_tokens"] == 4 and rec["batch_size"] == 2
     assert rec["prompt_source"] == "random token ids" and rec["random_weights"] is True
     assert 0 < rec["ttft_p50_ms"] <= rec["e2e_p50_ms"] and rec["tpot_p50_ms"] > 0
@@ -278,7 +323,7 @@ def test_a_generate_trial_in_process_fills_the_record_and_checks_accuracy(tiny, 
     cfg = SweepConfig(models=("llama-tiny",), workload="generate", threads=1, generate=GenerateSettings.quick(),
                       accuracy=AccuracySettings(min_items=4))
     npz = tmp_path / "ref.npz"
-    compute_llm_reference(tiny, [(2, 8)], cfg.generate.greedy_tokens, cfg.accuracy.seed, npz, "", threads=1, sequences=4)
+    compute_llm_reference(tiny, [8], [2], cfg.generate.greedy_tokens, cfg.accuracy.seed, npz, "", threads=1, sequences=4)
     ctx = TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h", cache_dir="", reference_npz=str(npz))
     trial = Trial("llama-tiny", "torch", "int8", 2, "generate", "generate", prompt_tokens=8, output_tokens=4)
     rec, samples = run_generate_trial(trial, tiny, ctx)
@@ -290,3 +335,45 @@ def test_a_generate_trial_in_process_fills_the_record_and_checks_accuracy(tiny, 
     assert rec.latency_p50_ms >= rec.e2e_p50_ms * 0.99  # a call lasts as long as its longest sequence
     ref_trial = Trial("llama-tiny", "torch", "fp32", 2, "generate", "generate", prompt_tokens=8, output_tokens=4)
     assert run_generate_trial(ref_trial, tiny, ctx)[0].accuracy_ok is None  # the reference itself is not compared
+
+
+def test_group_trials_groups_reusable_adapters_by_precision_smallest_first() -> None:
+    from hwbench.measure.gentrial import group_trials
+    from hwbench.measure.trial import Trial
+
+    def t(adapter: str, precision: str, batch: int, prompt: int) -> Trial:
+        return Trial("m", adapter, precision, batch, "generate", "generate", prompt_tokens=prompt, output_tokens=4)
+
+    todo = [t("torch", "fp32", 4, 8), t("torch", "int8", 1, 8), t("openvino", "fp32", 1, 8), t("torch", "fp32", 1, 64),
+            t("torch", "fp32", 1, 8), t("openvino", "fp32", 2, 8)]
+    groups = group_trials(todo, lambda a: a == "torch")
+    assert [[(x.adapter, x.precision, x.batch_size, x.prompt_tokens) for x in g] for g in groups] == [
+        [("torch", "fp32", 1, 8), ("torch", "fp32", 4, 8), ("torch", "fp32", 1, 64)],
+        [("torch", "int8", 1, 8)], [("openvino", "fp32", 1, 8)], [("openvino", "fp32", 2, 8)]]
+
+
+def test_a_group_prepares_once_and_reuses_an_identical_accuracy_check(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from hwbench.measure.gentrial import compute_llm_reference, run_generate_trials
+    from hwbench.measure.settings import AccuracySettings, SweepConfig
+    from hwbench.measure.trial import Trial, TrialContext
+
+    gen = GenerateSettings(warmup_calls=1, min_calls=2, min_duration_s=0.05, max_duration_s=5.0, greedy_tokens=4,
+                           accuracy_prompt_tokens=8)
+    cfg = SweepConfig(models=("llama-tiny",), workload="generate", threads=1, generate=gen,
+                      accuracy=AccuracySettings(min_items=4))
+    npz = tmp_path / "ref.npz"
+    compute_llm_reference(tiny, [8], [1, 2], gen.greedy_tokens, cfg.accuracy.seed, npz, "", threads=1, sequences=4)
+    ctx = TrialContext(run_id="r", config=cfg, cpu_model="cpu", hostname="h", cache_dir="", reference_npz=str(npz))
+    trials = [Trial("llama-tiny", "torch", "int8", b, "generate", "generate", prompt_tokens=p, output_tokens=4)
+              for b, p in ((1, 8), (2, 8), (1, 12))]
+    recs = [r for r, _ in run_generate_trials(trials, tiny, ctx)]
+    assert [r.status for r in recs] == ["ok"] * 3, [r.error for r in recs]
+    settings = [json.loads(r.settings) for r in recs]
+    assert "group" not in settings[0] and settings[1]["group"]["prepared_by"] == trials[0].trial_id
+    assert settings[2]["group"]["process_ran_before"] == [trials[0].trial_id, trials[1].trial_id]
+    assert recs[0].cold_start_s == recs[2].cold_start_s > 0  # one prepare for the group
+    # b1 at prompts 8 and 12 run the same 8-token accuracy prompts: measured once, the same figures
+    assert settings[2]["accuracy"]["reused_from"] == trials[0].trial_id and "reused_from" not in settings[1]["accuracy"]
+    assert recs[2].acc_cosine == recs[0].acc_cosine and recs[1].acc_cosine is not None
+    assert settings[1]["accuracy"]["batch_size"] == 2 and settings[1]["accuracy"]["sequences"] == 4
+    assert all(s["stop_rule"]["max_rel_halfwidth"] == gen.max_rel_halfwidth for s in settings)

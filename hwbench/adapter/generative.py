@@ -48,6 +48,9 @@ class GenerativeAdapter(ABC):
     device_kind: ClassVar[str] = "cpu"
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # e.g. fp32, bf16, int8 (weights), int4 (weights)
     description: ClassVar[str] = ""
+    # True: one prepare() serves every point up to the batch and lengths it was given, so a worker
+    # may measure several points of one precision on it (hwbench.measure.gentrial's groups)
+    reuses_prepared: ClassVar[bool] = False
 
     def __init__(self, options: AdapterOptions | None = None) -> None:
         self.options = options or AdapterOptions()

@@ -156,3 +156,22 @@ def load_endpoint(name: str) -> type:
     if name not in ENDPOINTS:
         raise UsageError(f"unknown endpoint adapter {name!r}; known: {', '.join(ENDPOINTS)}")
     return load_class(ENDPOINTS[name], EndpointAdapter, "EndpointAdapter")
+
+
+def endpoint_names() -> list[str]:
+    """Every endpoint (served-model client) adapter name."""
+    return list(ENDPOINTS)
+
+
+def probe_endpoint(name: str) -> Probe:
+    """Probe one endpoint adapter's client side (its library); a module that fails to import is a probe result."""
+    try:
+        cls = load_endpoint(name)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any import failure is a probe result
+        return Probe.missing(f"endpoint adapter module failed to import: {type(e).__name__}: {e}")
+    try:
+        return cls.probe()
+    except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
+        return Probe.missing(f"probe raised {type(e).__name__}: {e}")

@@ -1,9 +1,15 @@
 """The generate workload's timed loop: warm-up calls, then whole generate calls until a minimum
-count and a minimum duration are both reached (or the time cap), every TokenTiming kept.
+count and a minimum duration are both reached and the calls' TTFT and TPOT are pinned (or the
+time cap), every TokenTiming kept.
 
 A generate call lasts from milliseconds (llama-tiny) to seconds (a 1024-token prompt on a CPU), so
 the loop counts calls, not items, and its stopping rule is GenerateSettings', not the p50 rule of
-hwbench.measure.profiler. Each call gets fresh prompts (a runtime with a prefix cache must not
+hwbench.measure.profiler: past min_calls and min_duration_s it stops once the 95% t-intervals of
+the mean per-call TTFT and TPOT (hwbench.measure.genstats.mean_ci_rel_halfwidth) are both within
++-max_rel_halfwidth (10%) of their means, so a steady slow point stops at 3 calls and a noisy one
+runs on until it is pinned or capped (max_rel_halfwidth = 0: stop at the minimums). 10%, not 5%:
+a 135M model's calls vary by 5-10% from call to call on a 2-vCPU VM with nothing else running
+(measured, README), and +-5% would take 10-20 calls of up to 14 s each per point. Each call gets fresh prompts (a runtime with a prefix cache must not
 see a repeated prompt: MEASURED.md, OpenVINO GenAI); they are drawn before the call's clock
 starts. The power meter and the host-activity probe bracket the timed window, as the profiler's.
 """
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hwbench.adapter.tokens import TokenTiming
+from hwbench.measure.genstats import call_phases_ns, mean_ci_rel_halfwidth
 from hwbench.measure.settings import GenerateSettings
 
 if TYPE_CHECKING:
@@ -25,7 +32,8 @@ if TYPE_CHECKING:
     from hwbench.power.base import EnergyReading, PowerMeter
 
 FIRST_TOKEN_ID = 3  # ids 0-2 are pad/bos/eos in the built-ins' config: prompts avoid them
-STOP_MINIMUMS = "minimums-reached"
+STOP_MINIMUMS = "minimums-reached"  # max_rel_halfwidth = 0: the minimums alone
+STOP_TIGHT = "interval-tight"  # the minimums, and TTFT's and TPOT's intervals within +-max_rel_halfwidth
 STOP_TIME_CAP = "time-cap"
 
 
@@ -38,6 +46,17 @@ class GenMeasurement:
     energy: "EnergyReading | None" = None
     activity: "ActivityWindow | None" = None
     call_ns: list[int] = field(default_factory=list)  # each call's wall time (start to return)
+    rel_halfwidths: dict[str, float | None] = field(default_factory=dict)  # per-call TTFT/TPOT mean: 95% t-interval
+
+
+def phase_halfwidths(calls: list[list[TokenTiming]]) -> dict[str, float | None]:
+    """The relative half-widths of the mean per-call TTFT and TPOT (TPOT absent with one output token)."""
+    phases = [call_phases_ns(c) for c in calls]
+    out = {"ttft": mean_ci_rel_halfwidth([p[0] for p in phases if p[0] is not None])}
+    tpots = [p[1] for p in phases if p[1] is not None]
+    if tpots:
+        out["tpot"] = mean_ci_rel_halfwidth(tpots)
+    return out
 
 
 def random_prompts(vocab_size: int, batch_size: int, prompt_tokens: int, seed: int) -> np.ndarray:
@@ -50,7 +69,7 @@ def random_prompts(vocab_size: int, batch_size: int, prompt_tokens: int, seed: i
 def measure_generation(adapter: "GenerativeAdapter", vocab_size: int, batch_size: int, prompt_tokens: int,
                        output_tokens: int, settings: GenerateSettings, meter: "PowerMeter | None" = None,
                        activity: "ActivityProbe | None" = None, seed: int = 0) -> GenMeasurement:
-    """Warm up, then time generate calls until min_calls and min_duration_s (or max_duration_s)."""
+    """Warm up, then time generate calls until min_calls, min_duration_s and the interval rule (or max_duration_s)."""
     clock = time.perf_counter_ns
     call_seed = seed
     for _ in range(settings.warmup_calls):
@@ -69,6 +88,7 @@ def measure_generation(adapter: "GenerativeAdapter", vocab_size: int, batch_size
     prompts = random_prompts(vocab_size, batch_size, prompt_tokens, call_seed)
     t0 = clock()
     reason = STOP_MINIMUMS
+    target = settings.max_rel_halfwidth
     while True:
         c0 = clock()
         timings = adapter.generate(prompts, output_tokens, clock)
@@ -77,7 +97,12 @@ def measure_generation(adapter: "GenerativeAdapter", vocab_size: int, batch_size
         call_ns.append(c1 - c0)
         elapsed = c1 - t0
         if len(calls) >= settings.min_calls and elapsed >= min_ns:
-            break
+            if target <= 0:
+                break
+            widths = phase_halfwidths(calls)
+            if all(w is not None and w <= target for w in widths.values()):
+                reason = STOP_TIGHT
+                break
         if elapsed >= cap_ns:
             reason = STOP_TIME_CAP
             break
@@ -86,4 +111,5 @@ def measure_generation(adapter: "GenerativeAdapter", vocab_size: int, batch_size
     wall_ns = clock() - t0
     energy = meter.end() if meter is not None else None
     window = activity.end() if activity is not None else None
-    return GenMeasurement(calls, wall_ns / 1e9, settings.warmup_calls, reason, energy, window, call_ns)
+    return GenMeasurement(calls, wall_ns / 1e9, settings.warmup_calls, reason, energy, window, call_ns,
+                          phase_halfwidths(calls))

@@ -1,21 +1,22 @@
-"""One generate trial, in-process (the worker's branch for --workload generate), and the fp32
-reference of the generation accuracy check.
+"""Generate trials, in-process (the worker's branch for --workload generate): one, or a group of
+points on one prepared model.
 
-Like hwbench.measure.trial.run_trial, every outcome becomes a record. The accuracy check
-compares each precision with fp32 torch (the reference job, one per model, writes it): the
-prefill's next-token logits over accuracy.min_items sequences (32: one flip is 0.97, as for
-classifiers), their cosine and tie-aware top-1 agreement (hwbench.measure.accuracy, the
-classifiers' rules) gate the point; the greedy continuation's agreement over the first N
-tokens (the common prefix's share) is recorded beside them but does not gate: on random weights
-near-tied logits make one early flip change every later token.
+Like hwbench.measure.trial.run_trial, every outcome becomes a record. A group is the trials of one
+(model, adapter, precision) whose adapter declares `reuses_prepared` (torch): one worker prepares
+the model once (the model load and, for torch, the 5-7 s of imports) and measures each point
+after its own warm-up call, smallest first so that each record's peak RSS is about its own
+(ru_maxrss only grows); a point's accuracy result is reused by the group's later points at the same
+(batch, accuracy prompt), which would compute the same numbers. The runner runs any point a
+group did not record (a crash, a timeout) again on its own. The accuracy check itself is
+hwbench.measure.genaccuracy's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,8 @@ import numpy as np
 from hwbench import __version__
 from hwbench.adapter import AdapterOptions
 from hwbench.adapter import registry
-from hwbench.fsutil import atomic_write
+from hwbench.measure.genaccuracy import (accuracy_prompt_tokens, apply_accuracy, compute_llm_reference,  # noqa: F401
+                                         greedy_agreement, is_reference, measure_accuracy, reference_for, reference_job)
 from hwbench.measure.genstats import call_latency_ns, summarize_generation
 from hwbench.measure.settings import MeasureSettings, SweepConfig
 from hwbench.models.llmspec import LlmSpec
@@ -35,92 +37,8 @@ if TYPE_CHECKING:
     from hwbench.adapter.generative import GenerativeAdapter
     from hwbench.measure.trial import Trial, TrialContext
 
-REFERENCE_ADAPTER = "torch"
-REFERENCE_PRECISION = "fp32"
-GREEDY_SEQUENCES = 8  # greedy continuations compared per point (the first whole batches); logits: accuracy.min_items rows
 PROMPT_SOURCE_RANDOM = "random token ids"
 _KV_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 4}  # int8 is weight-only: the KV cache stays fp32
-
-
-def is_reference(trial: "Trial") -> bool:
-    return trial.adapter == REFERENCE_ADAPTER and trial.precision == REFERENCE_PRECISION
-
-
-def accuracy_prompt_tokens(prompt_tokens: int, cfg: SweepConfig) -> int:
-    return max(1, min(prompt_tokens, cfg.generate.accuracy_prompt_tokens))
-
-
-def accuracy_batches(spec: LlmSpec, batch_size: int, prompt_tokens: int, seed: int, sequences: int) -> list[np.ndarray]:
-    """The same prompts for the reference and every candidate: whole batches for `sequences` rows."""
-    from hwbench.measure.generation import random_prompts
-
-    n = max(1, math.ceil(sequences / batch_size))
-    return [random_prompts(spec.vocab_size, batch_size, prompt_tokens, seed + 7919 * i + prompt_tokens) for i in range(n)]
-
-
-def greedy_batches(batch_size: int) -> int:
-    return max(1, math.ceil(GREEDY_SEQUENCES / batch_size))
-
-
-def reference_key(batch_size: int, prompt_tokens: int, index: int, what: str) -> str:
-    return f"b{batch_size}_p{prompt_tokens}_i{index}_{what}"
-
-
-def compute_llm_reference(spec: LlmSpec, points: list[tuple[int, int]], greedy_tokens: int, seed: int,
-                          out_npz: Path, cache_dir: str, threads: int = 0, sequences: int = 32) -> None:
-    """fp32 torch prefill logits and greedy tokens for every (batch, accuracy prompt length), no pickle."""
-    cls = registry.load_generative(REFERENCE_ADAPTER)
-    adapter = cls(AdapterOptions(cache_dir=cache_dir, threads=threads))
-    adapter.prepare(spec, REFERENCE_PRECISION, max(b for b, _ in points), max(p for _, p in points), greedy_tokens)
-    arrays: dict[str, Any] = {}
-    for b, p in points:
-        for i, ids in enumerate(accuracy_batches(spec, b, p, seed, sequences)):
-            arrays[reference_key(b, p, i, "logits")] = adapter.prefill_logits(ids).astype(np.float32)
-            if i < greedy_batches(b):
-                arrays[reference_key(b, p, i, "greedy")] = adapter.greedy_tokens(ids, greedy_tokens)
-    adapter.close()
-    atomic_write(out_npz, lambda fh: np.savez(fh, **arrays))
-
-
-def greedy_agreement(ref: np.ndarray, cand: np.ndarray) -> float:
-    """Mean over rows of the common prefix's length / N: 1.0 when every greedy token matches."""
-    ref, cand = np.asarray(ref), np.asarray(cand)
-    n = ref.shape[1]
-    same = ref == cand
-    prefix = np.where(same.all(axis=1), n, np.argmin(same, axis=1))
-    return float(np.mean(prefix / n))
-
-
-def _check_accuracy(adapter: "GenerativeAdapter", trial: "Trial", spec: LlmSpec, rec: TrialRecord,
-                    ctx: "TrialContext") -> None:
-    cfg = ctx.config
-    if not cfg.accuracy.enabled or is_reference(trial) or not ctx.reference_npz:
-        return
-    from hwbench.measure.accuracy import compare_outputs
-
-    p = accuracy_prompt_tokens(trial.prompt_tokens, cfg)
-    n = cfg.generate.greedy_tokens
-    refs, cands, agree = [], [], []
-    with np.load(ctx.reference_npz, allow_pickle=False) as ref:
-        for i, ids in enumerate(accuracy_batches(spec, trial.batch_size, p, cfg.accuracy.seed, cfg.accuracy.min_items)):
-            key = reference_key(trial.batch_size, p, i, "logits")
-            if key not in ref:
-                return  # no reference for this point: not checked
-            refs.append(ref[key])
-            cands.append(adapter.prefill_logits(ids))
-            if i < greedy_batches(trial.batch_size):
-                agree.append(greedy_agreement(ref[reference_key(trial.batch_size, p, i, "greedy")],
-                                              adapter.greedy_tokens(ids, n)))
-    result = compare_outputs(refs, cands, "classification", cfg.accuracy)
-    rec.accuracy_ok = bool(result.ok)
-    rec.acc_max_abs_err, rec.acc_mean_rel_err = result.max_abs_err, result.mean_rel_err
-    rec.acc_cosine, rec.acc_top1_agreement = result.cosine, result.top1_agreement
-    rec.acc_greedy_agreement, rec.acc_greedy_tokens = float(np.mean(agree)), n
-    settings = json.loads(rec.settings)
-    settings["accuracy"] = {"reasons": list(result.reasons), "notes": list(result.notes), "prompt_tokens": p,
-                            "sequences": sum(len(r) for r in refs), "reference": f"{REFERENCE_ADAPTER} {REFERENCE_PRECISION}",
-                            "top1_agreement_tie_aware": result.top1_agreement_tie_aware}
-    rec.settings = settings_json(settings)
 
 
 def generate_base_record(trial: "Trial", spec: LlmSpec | None, ctx: "TrialContext") -> TrialRecord:
@@ -155,24 +73,6 @@ def resolve_llms(cfg: SweepConfig, cache_dir: Path) -> dict[str, LlmSpec]:
     return specs
 
 
-def reference_job(runner: Any, spec: LlmSpec, trials: list["Trial"]) -> dict[str, Any] | None:
-    """The fp32 torch reference job for `spec`'s trials (None when torch cannot run here)."""
-    from hwbench.measure.worker import JOB_LLM_REFERENCE
-    from hwbench.results.store import safe_name
-
-    if not runner._probe(REFERENCE_ADAPTER).available:
-        runner.notes.append("generation accuracy not checked: the fp32 reference needs the torch generation adapter")
-        return None
-    cfg = runner.config
-    points = sorted({(t.batch_size, accuracy_prompt_tokens(t.prompt_tokens, cfg)) for t in trials})
-    out = runner.run_dir / "reference" / f"{safe_name(spec.name)}-{spec.sha256[:16]}-generate.npz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return {"kind": JOB_LLM_REFERENCE, "workload": "generate", "model_spec": spec.to_json(), "points": points,
-            "greedy_tokens": cfg.generate.greedy_tokens, "seed": cfg.accuracy.seed, "out_npz": str(out),
-            "sequences": cfg.accuracy.min_items,
-            "cache_dir": str(runner._cache_dir()), "threads": cfg.threads}
-
-
 def _latency_columns(rec: TrialRecord, call_ns: list[int], batch: int, wall_s: float, cfg: SweepConfig,
                      stop_reason: str) -> None:
     """The classic latency_* columns over whole calls, with stats.summarize's validity rules."""
@@ -190,97 +90,191 @@ def _latency_columns(rec: TrialRecord, call_ns: list[int], batch: int, wall_s: f
             setattr(rec, k, v)
 
 
+def _size(trial: "Trial") -> int:
+    return trial.batch_size * (trial.prompt_tokens + trial.output_tokens)
+
+
+def group_trials(trials: list["Trial"], reusable: Callable[[str], bool]) -> list[list["Trial"]]:
+    """The trials in runs of one worker each: a group per (model, adapter, precision) whose adapter
+    `reusable(name)` says reuses a prepared model, smallest point first; every other trial alone."""
+    groups: dict[tuple[str, str, str], list["Trial"]] = {}
+    out: list[list["Trial"]] = []
+    for t in trials:
+        if not reusable(t.adapter):
+            out.append([t])
+            continue
+        key = (t.model, t.adapter, t.precision)
+        if key not in groups:
+            groups[key] = []
+            out.append(groups[key])
+        groups[key].append(t)
+    return [sorted(g, key=_size) if len(g) > 1 else g for g in out]
+
+
+def run_group(runner: Any, group: list["Trial"], ctx: "TrialContext", spec: LlmSpec) -> list["Trial"]:
+    """Run a group in one worker (hwbench.measure.runner's generate branch); the trials it left without a record."""
+    from hwbench.results.store import read_trial_record
+
+    runner._emit("trial_start", trial=group[0])
+    job = {"kind": "trial", "run_dir": str(runner.run_dir), "model_spec": spec.to_json(), "trial": group[0].__dict__,
+           "group": [t.__dict__ for t in group], "config": runner.config.to_dict(), "workload": "generate",
+           "context": {k: v for k, v in ctx.__dict__.items() if k != "config"}}
+    outcome = runner._spawn(job, f"{group[0].trial_id}.group{len(group)}",
+                            timeout_s=runner.config.trial_timeout_s * len(group))
+    left = []
+    for trial in group:
+        done = read_trial_record(runner.run_dir, trial.trial_id)
+        if done is None:
+            left.append(trial)
+        else:
+            runner._emit("trial_done", trial=trial, record=done)
+    if left:
+        runner.notes.append(f"{len(left)} of the {len(group)} points of {group[0].adapter} {group[0].precision} were "
+                            f"not recorded by their shared worker ({outcome.cause or 'no record'}): run again alone")
+    return left
+
+
 def run_generate_trial(trial: "Trial", spec: LlmSpec, ctx: "TrialContext") -> tuple[TrialRecord, np.ndarray | None]:
     """Run one generate trial; every outcome becomes a record (ok, unsupported or error)."""
-    from hwbench.measure.trial import (_apply_activity, _instance_columns, _peak_rss_mb, apply_effective, record_failure,
-                                       stamp_timings)
+    return next(run_generate_trials([trial], spec, ctx))
 
-    timings = {"trial_start": time.time()}
-    rec = generate_base_record(trial, spec, ctx)
+
+def _admit(adapter: "GenerativeAdapter", trial: "Trial", spec: LlmSpec, rec: TrialRecord, cfg: SweepConfig) -> bool:
+    """Whether the point can run: False with rec marked unsupported (and why) when it cannot."""
+    reason = adapter.check(spec, trial.precision, trial.batch_size, trial.prompt_tokens, trial.output_tokens)
+    if reason:
+        rec.status, rec.error = STATUS_UNSUPPORTED, reason
+        return False
+    support = adapter.precision_support(trial.precision)
+    rec.precision_native, rec.precision_note = support.native, support.note
+    if support.native is False:
+        if not cfg.allow_emulated:
+            rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
+                                                         "(sweep file: allow_emulated = true) runs it anyway")
+            return False
+        rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
+                            "representative of hardware that runs it natively")
+    return True
+
+
+def run_generate_trials(trials: list["Trial"], spec: LlmSpec,
+                        ctx: "TrialContext") -> Iterator[tuple[TrialRecord, np.ndarray | None]]:
+    """Run the trials of one (model, adapter, precision) on one prepared model, yielding each record
+    as it is done (ok, unsupported or error). After an error the model is prepared afresh."""
+    from hwbench.measure.trial import _peak_rss_mb, record_failure, stamp_timings
+
     cfg = ctx.config
     options = AdapterOptions(device=cfg.device, threads=cfg.threads, concurrency=cfg.concurrency, cache_dir=ctx.cache_dir,
-                             extra=dict(cfg.adapter_options.get(trial.adapter, {})))
-    adapter = None
-    samples = None
+                             extra=dict(cfg.adapter_options.get(trials[0].adapter, {})))
+    adapter: "GenerativeAdapter | None" = None
+    prepared: tuple[float, str] | None = None  # (cold start s, the trial that prepared it)
+    accuracy: dict[tuple[int, int], tuple[dict[str, Any], str]] = {}
     try:
-        cls = registry.load_generative(trial.adapter)
-        adapter = cls(options)
-        reason = adapter.check(spec, trial.precision, trial.batch_size, trial.prompt_tokens, trial.output_tokens)
-        if reason:
-            rec.status, rec.error = STATUS_UNSUPPORTED, reason
-            return rec, None
-        support = adapter.precision_support(trial.precision)
-        rec.precision_native, rec.precision_note = support.native, support.note
-        if support.native is False:
-            if not cfg.allow_emulated:
-                rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
-                                                             "(sweep file: allow_emulated = true) runs it anyway")
-                return rec, None
-            rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
-                                "representative of hardware that runs it natively")
-        load_before = round(os.getloadavg()[0], 2)
-        t0 = time.perf_counter()
-        adapter.prepare(spec, trial.precision, trial.batch_size, trial.prompt_tokens, trial.output_tokens)
-        rec.cold_start_s = time.perf_counter() - t0
-        timings["prepared"] = time.time()
-        from hwbench.host.activity import ActivityProbe
-        from hwbench.measure.generation import measure_generation
-        from hwbench.power.select import energy_columns, meter_for
-
-        placement = adapter.placement
-        meter = meter_for(placement.kind, placement.meter_index, tdp_w=cfg.tdp_w)
-        try:
-            m = measure_generation(adapter, spec.vocab_size, trial.batch_size, trial.prompt_tokens, trial.output_tokens,
-                                   cfg.generate, meter=meter, activity=ActivityProbe())
-        finally:
-            meter.close()
-        timings["measured"] = time.time()
-        lat = [call_latency_ns(c) for c in m.calls]
-        samples = np.asarray([v for v in lat if v is not None], dtype=np.int64)
-        _latency_columns(rec, list(samples), trial.batch_size, m.wall_s, cfg, m.stop_reason)
-        gen = summarize_generation(m.calls, m.wall_s)
-        for k, v in gen.items():
-            setattr(rec, k, v)
-        rec.stop_reason = m.stop_reason
-        rec.kv_cache_mb = spec.kv_cache_bytes(trial.batch_size, trial.prompt_tokens + trial.output_tokens,
-                                              _KV_BYTES.get(trial.precision, 4)) / 2**20
-        rec.warnings = list(dict.fromkeys([*_instance_columns(ctx).get("warnings", []), *(rec.warnings or [])]))
-        seqs = sum(len(c) for c in m.calls)
-        n_out = sum(t.output_tokens for c in m.calls for t in c)
-        n_all = n_out + sum(t.prompt_tokens for c in m.calls for t in c)
-        idle = None
-        if ctx.idle_power_w is not None and ctx.idle_power_method:
-            from hwbench.power.base import EnergyReading
-
-            idle = EnergyReading(energy_j=ctx.idle_power_w, duration_s=1.0, method=ctx.idle_power_method,
-                                 period_ms=None, estimated=ctx.idle_power_method == "estimate-tdp")
-        for key, value in energy_columns(m.energy, seqs, idle).items():
-            setattr(rec, key, value)
-        if m.energy is not None and n_out > 0:
-            rec.energy_j_per_output_token = m.energy.energy_j / n_out
-            rec.energy_j_per_token = m.energy.energy_j / n_all
-            if m.energy.too_short:
-                rec.invalid_reasons.append(f"power window {m.energy.duration_s:.2f} s shorter than ten meter periods")
-                rec.valid = False
-        host_activity = _apply_activity(rec, m.activity, ctx)
-        settings = apply_effective(rec, adapter.effective())
-        rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
-        rec.settings = settings_json({**settings, "warmup_calls": m.warmup_calls, "calls": len(m.calls),
-                                      "loadavg_1m_before": load_before, "host_activity": host_activity,
-                                      "kv_cache_bytes_per_value": _KV_BYTES.get(trial.precision, 4),
-                                      "has_tokenizer": spec.has_tokenizer})
-        _check_accuracy(adapter, trial, spec, rec, ctx)
-        timings["accuracy_done"] = time.time()
-        rec.status = STATUS_OK
-    except Exception as e:  # noqa: BLE001 - an adapter failure is a result (unsupported or error), not a crash
-        record_failure(rec, e)
+        for i, trial in enumerate(trials):
+            timings = {"trial_start": time.time()}
+            rec = generate_base_record(trial, spec, ctx)
+            samples = None
+            try:
+                if adapter is None:
+                    adapter = registry.load_generative(trial.adapter)(options)
+                if _admit(adapter, trial, spec, rec, cfg):
+                    if prepared is None:
+                        t0 = time.perf_counter()
+                        adapter.prepare(spec, trial.precision, max(t.batch_size for t in trials[i:]),
+                                        max(t.prompt_tokens for t in trials[i:]), max(t.output_tokens for t in trials[i:]))
+                        prepared = (time.perf_counter() - t0, trial.trial_id)
+                    timings["prepared"] = time.time()
+                    samples = _measure_point(adapter, trial, spec, rec, ctx, prepared, trials[:i], accuracy, timings)
+                    rec.status = STATUS_OK
+            except Exception as e:  # noqa: BLE001 - an adapter failure is a result (unsupported or error), not a crash
+                record_failure(rec, e)
+                if adapter is not None and prepared is not None:  # its state is unknown now: the next point prepares afresh
+                    _close(adapter)
+                    adapter, prepared = None, None
+            rec.peak_rss_mb = _peak_rss_mb()
+            timings["trial_done"] = time.time()
+            stamp_timings(rec, timings)
+            yield rec, samples
     finally:
         if adapter is not None:
-            try:
-                adapter.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the result
-                pass
-    rec.peak_rss_mb = _peak_rss_mb()
-    timings["trial_done"] = time.time()
-    stamp_timings(rec, timings)
-    return rec, samples
+            _close(adapter)
+
+
+def _close(adapter: "GenerativeAdapter") -> None:
+    try:
+        adapter.close()
+    except Exception:  # noqa: BLE001 - closing must not hide the result
+        pass
+
+
+def _measure_point(adapter: "GenerativeAdapter", trial: "Trial", spec: LlmSpec, rec: TrialRecord, ctx: "TrialContext",
+                   prepared: tuple[float, str], before: list["Trial"],
+                   accuracy: dict[tuple[int, int], tuple[dict[str, Any], str]],
+                   timings: dict[str, float]) -> np.ndarray:
+    """The timed loop, statistics, energy and accuracy of one admitted point on a prepared adapter."""
+    from hwbench.host.activity import ActivityProbe
+    from hwbench.measure.generation import measure_generation
+    from hwbench.measure.trial import _apply_activity, _instance_columns, apply_effective
+    from hwbench.power.select import energy_columns, meter_for
+
+    cfg = ctx.config
+    rec.cold_start_s = prepared[0]
+    load_before = round(os.getloadavg()[0], 2)
+    placement = adapter.placement
+    meter = meter_for(placement.kind, placement.meter_index, tdp_w=cfg.tdp_w)
+    try:
+        m = measure_generation(adapter, spec.vocab_size, trial.batch_size, trial.prompt_tokens, trial.output_tokens,
+                               cfg.generate, meter=meter, activity=ActivityProbe())
+    finally:
+        meter.close()
+    timings["measured"] = time.time()
+    lat = [call_latency_ns(c) for c in m.calls]
+    samples = np.asarray([v for v in lat if v is not None], dtype=np.int64)
+    _latency_columns(rec, list(samples), trial.batch_size, m.wall_s, cfg, m.stop_reason)
+    for k, v in summarize_generation(m.calls, m.wall_s).items():
+        setattr(rec, k, v)
+    rec.stop_reason = m.stop_reason
+    rec.kv_cache_mb = spec.kv_cache_bytes(trial.batch_size, trial.prompt_tokens + trial.output_tokens,
+                                          _KV_BYTES.get(trial.precision, 4)) / 2**20
+    rec.warnings = list(dict.fromkeys([*_instance_columns(ctx).get("warnings", []), *(rec.warnings or [])]))
+    seqs = sum(len(c) for c in m.calls)
+    n_out = sum(t.output_tokens for c in m.calls for t in c)
+    n_all = n_out + sum(t.prompt_tokens for c in m.calls for t in c)
+    idle = None
+    if ctx.idle_power_w is not None and ctx.idle_power_method:
+        from hwbench.power.base import EnergyReading
+
+        idle = EnergyReading(energy_j=ctx.idle_power_w, duration_s=1.0, method=ctx.idle_power_method,
+                             period_ms=None, estimated=ctx.idle_power_method == "estimate-tdp")
+    for key, value in energy_columns(m.energy, seqs, idle).items():
+        setattr(rec, key, value)
+    if m.energy is not None and n_out > 0:
+        rec.energy_j_per_output_token = m.energy.energy_j / n_out
+        rec.energy_j_per_token = m.energy.energy_j / n_all
+        if m.energy.too_short:
+            rec.invalid_reasons.append(f"power window {m.energy.duration_s:.2f} s shorter than ten meter periods")
+            rec.valid = False
+    host_activity = _apply_activity(rec, m.activity, ctx)
+    settings = apply_effective(rec, adapter.effective())
+    rec.device_mem_peak_mb = adapter.device_memory_peak_mb()
+    group = {"prepared_by": prepared[1], "cold_start_shared": prepared[1] != trial.trial_id,
+             "process_ran_before": [t.trial_id for t in before]} if before else {}
+    rec.settings = settings_json({**settings, "warmup_calls": m.warmup_calls, "calls": len(m.calls),
+                                  "stop_rule": {"max_rel_halfwidth": cfg.generate.max_rel_halfwidth,
+                                                "min_calls": cfg.generate.min_calls, **m.rel_halfwidths},
+                                  "loadavg_1m_before": load_before, "host_activity": host_activity,
+                                  "kv_cache_bytes_per_value": _KV_BYTES.get(trial.precision, 4),
+                                  "has_tokenizer": spec.has_tokenizer, **({"group": group} if group else {})})
+    reference = reference_for(ctx, trial)
+    if reference:
+        p = accuracy_prompt_tokens(trial.prompt_tokens, cfg)
+        key = (trial.batch_size, p)
+        if key not in accuracy:
+            acc = measure_accuracy(adapter, trial.batch_size, p, cfg, reference)
+            if acc is not None:
+                accuracy[key] = (acc, trial.trial_id)
+                apply_accuracy(rec, acc)
+        else:
+            apply_accuracy(rec, accuracy[key][0], reused_from=accuracy[key][1])
+    timings["accuracy_done"] = time.time()
+    return samples

@@ -328,7 +328,7 @@ class SweepRunner:
             return None
         return str(out)
 
-    def _spawn(self, job: dict[str, Any], name: str) -> Any:
+    def _spawn(self, job: dict[str, Any], name: str, timeout_s: float | None = None) -> Any:
         jobs = self.run_dir / "jobs"
         logs = self.run_dir / "logs"
         jobs.mkdir(exist_ok=True)
@@ -340,12 +340,12 @@ class SweepRunner:
         limit = self.config.memory_limit_mb or 0.9 * psutil.virtual_memory().total / 2**20
         server = self._fork_server(logs)
         try:
-            return run_worker(job_path, logs / f"{name}.log", self.config.trial_timeout_s, limit, server)
+            return run_worker(job_path, logs / f"{name}.log", timeout_s or self.config.trial_timeout_s, limit, server)
         except ForkServerError as e:  # spawn every later worker; this one too if the server forked nothing
             self._close_server(f"worker server failed ({e}); workers start as fresh interpreters")
             if not e.clean:
                 return WorkerOutcome(None, None, f"worker server failed: {e}", None, _tail(logs / f"{name}.log"))
-            return run_worker(job_path, logs / f"{name}.log", self.config.trial_timeout_s, limit)
+            return run_worker(job_path, logs / f"{name}.log", timeout_s or self.config.trial_timeout_s, limit)
 
     def _fork_server(self, logs: Path) -> ForkServer | None:
         """The sweep's worker server, started on first use; None when disabled or it cannot start."""
@@ -429,10 +429,12 @@ class SweepRunner:
         references = {name: self._reference(spec, [t for t in todo if t.model == name]) for name, spec in specs.items()}
         interrupted = False
         try:
-            for trial in todo:
-                self._emit("trial_start", trial=trial)
-                record = self._run_one(trial, specs[trial.model], missing, references, idle, fp)
-                self._emit("trial_done", trial=trial, record=record)
+            for group in self._groups(todo, missing):
+                left = self._run_group(group, specs, references, idle, fp) if len(group) > 1 else group
+                for trial in left:
+                    self._emit("trial_start", trial=trial)
+                    record = self._run_one(trial, specs[trial.model], missing, references, idle, fp)
+                    self._emit("trial_done", trial=trial, record=record)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -444,6 +446,20 @@ class SweepRunner:
             manifest["completed_at" if not interrupted else "interrupted_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.writer.write_manifest(manifest)
         return SweepResult(self.run_dir, load_run_records(self.run_dir), interrupted, self.notes)
+
+    def _groups(self, todo: list[Trial], missing: dict[str, str]) -> list[list[Trial]]:
+        """Generate: the points of one (model, adapter, precision) share a worker where the adapter allows."""
+        if not self.generate or self.config.processes > 1:
+            return [[t] for t in todo]
+        from hwbench.measure.gentrial import group_trials
+
+        return group_trials(todo, lambda a: a not in missing and registry.load_generative(a).reuses_prepared)
+
+    def _run_group(self, group: list[Trial], specs: dict[str, Any], references: dict[str, str | None],
+                   idle: dict[str, Any], fp: dict[str, Any]) -> list[Trial]:
+        from hwbench.measure.gentrial import run_group
+
+        return run_group(self, group, self._context(group[0].adapter, references, group[0], idle, fp), specs[group[0].model])
 
     def _resolve_instance(self, fp: dict[str, Any]) -> dict[str, Any]:
         """The run's instance type, its source and any given price, once per sweep (hwbench.host.instance)."""

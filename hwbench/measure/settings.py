@@ -61,8 +61,9 @@ class GenerateSettings:
     seconds long, so a count of calls and a duration, not the per-item stopping rule above."""
 
     warmup_calls: int = 1  # untimed calls first (allocator, caches, lazy compilation)
-    min_calls: int = 5  # timed calls at least...
-    min_duration_s: float = 2.0  # ...and at least this long, then stop
+    min_calls: int = 3  # timed calls at least...
+    min_duration_s: float = 2.0  # ...and at least this long...
+    max_rel_halfwidth: float = 0.10  # ...and the mean call TTFT's and TPOT's 95% t-intervals within +-10% (0: off)
     max_duration_s: float = 120.0  # per-trial cap on the timed window (a long prompt on a slow CPU)
     greedy_tokens: int = 16  # accuracy: the first N greedy tokens compared with fp32's
     accuracy_prompt_tokens: int = 64  # accuracy: prompt length (at most the trial's)

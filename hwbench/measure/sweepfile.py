@@ -303,6 +303,7 @@ class GenerateModel(_Section):
     min_calls: COUNT = _G.min_calls
     min_duration_s: DURATION = _G.min_duration_s
     max_duration_s: DURATION = Field(_G.max_duration_s, validate_default=True)
+    max_rel_halfwidth: Num("a fraction from 0 to 1", ge=0.0, le=1.0) = _G.max_rel_halfwidth
     greedy_tokens: COUNT = _G.greedy_tokens
     accuracy_prompt_tokens: COUNT = _G.accuracy_prompt_tokens
 

@@ -21,7 +21,7 @@ WORKER_START = time.time()  # this module runs: the interpreter is up
 FORKED_AT: float | None = None  # set by hwbench.measure.forkserver in a forked worker
 JOB_TRIAL = "trial"
 JOB_REFERENCE = "reference"
-JOB_LLM_REFERENCE = "llm-reference"  # the generate workload's fp32 torch reference (hwbench.measure.gentrial)
+JOB_LLM_REFERENCE = "llm-reference"  # the generate workload's fp32 torch reference (hwbench.measure.genaccuracy)
 SPAWNED_ENV = "HWBENCH_SPAWNED_AT"  # the parent's time.time() just before it started this worker
 
 
@@ -71,9 +71,9 @@ def _run(job: dict, timings: dict[str, float]) -> int:
     else:
         spec = ModelSpec.from_json(job["model_spec"])
     if job["kind"] == JOB_LLM_REFERENCE:
-        from hwbench.measure.gentrial import compute_llm_reference
+        from hwbench.measure.genaccuracy import compute_llm_reference
 
-        compute_llm_reference(spec, [tuple(p) for p in job["points"]], job["greedy_tokens"], job["seed"],
+        compute_llm_reference(spec, job["prompt_lengths"], job["batch_sizes"], job["greedy_tokens"], job["seed"],
                               Path(job["out_npz"]), job["cache_dir"], job.get("threads", 0), job.get("sequences", 32))
         return 0
     if job["kind"] == JOB_REFERENCE:
@@ -91,7 +91,13 @@ def _run(job: dict, timings: dict[str, float]) -> int:
     trial = Trial(**job["trial"])
     ctx = TrialContext(config=SweepConfig.from_dict(job["config"]), **job["context"])
     writer = RunWriter(Path(job.get("part_dir") or job["run_dir"]))
-    for record, samples in run_trial_records(trial, spec, ctx):  # the server scenario: one per rate
+    if job.get("group"):  # generate: several points on one prepared model (hwbench.measure.gentrial)
+        from hwbench.measure.gentrial import run_generate_trials
+
+        results = run_generate_trials([Trial(**t) for t in job["group"]], spec, ctx)  # type: ignore[arg-type]
+    else:
+        results = run_trial_records(trial, spec, ctx)  # type: ignore[assignment]
+    for record, samples in results:  # the server scenario: one per rate; a group: one per point
         stamp_timings(record, timings)
         writer.write_trial(record, samples)
     return 0
