@@ -1,23 +1,17 @@
 """The sweep runner: plans trials, runs each in an isolated worker process, keeps every result.
 
 Each trial runs in a fresh process (hwbench.measure.worker, forked by hwbench.measure.forkserver or a
-fresh interpreter). A worker that crashes, is killed for memory or outlives its
-timeout becomes a status=error record with the cause; the sweep goes on. The parent
-waits on a pidfd (no busy loop), waking twice a second only to check the worker's
-memory. Every completed trial is durable when its worker exits; `resume` completes a
-run without redoing them.
+fresh interpreter; started and watched by hwbench.measure.workerproc). A worker that crashes, is
+killed for memory or outlives its timeout becomes a status=error record with the cause; the sweep
+goes on. Every completed trial is durable when its worker exits; `resume` completes a run without
+redoing them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,19 +38,10 @@ from hwbench.results.lock import RunLock
 from hwbench.results.store import (RunWriter, ensure_writable, load_run_records, read_manifest, read_search_records,
                                    read_trial_record, safe_name)
 from hwbench.measure.trial import REFERENCE_ADAPTER, Trial, TrialContext, base_record, refuse_colliding_trials
-from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL, SPAWNED_ENV, set_parent_death_signal
+from hwbench.measure.worker import JOB_REFERENCE, JOB_TRIAL
+from hwbench.measure.workerproc import WorkerOutcome, _tail, run_worker
 
 Event = Callable[[str, dict[str, Any]], None]
-STDERR_TAIL_LINES = 5
-
-
-@dataclass
-class WorkerOutcome:
-    returncode: int | None  # None: killed by us
-    signal: int | None
-    cause: str | None  # why it failed, None on success
-    peak_rss_mb: float | None
-    stderr_tail: str
 
 
 @dataclass
@@ -89,92 +74,6 @@ def plan(config: SweepConfig, adapters: list[str]) -> list[Trial]:
         for p in config.precisions
         for b in (config.batch_sizes if s != "server" else (1,))
     ]
-
-
-def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(line for line in text.strip().splitlines()[-lines:])
-
-
-def _kill(pid: int) -> None:
-    """SIGKILL the worker's process group (its own session), or the worker alone if it has none yet."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _wait(pid: int) -> tuple[int, Any]:
-    _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), usage
-
-
-def run_worker(job_path: Path, log_path: Path, timeout_s: float, memory_limit_mb: float,
-               server: ForkServer | None = None) -> WorkerOutcome:
-    """Run one worker to completion, timeout or memory limit; never raises for the worker's faults.
-
-    With a `server`, the worker is forked from it (and is this process's child all the same);
-    without, or when the server fails, it is a fresh interpreter."""
-    import psutil
-
-    env = dict(os.environ, HWBENCH_WORKER_PARENT=str(os.getpid()), PYTHONUNBUFFERED="1", **{SPAWNED_ENV: repr(time.time())})
-    pid = server.start(str(job_path), str(log_path), env) if server is not None else None
-    if pid is None:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hwbench.measure.worker", str(job_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True, preexec_fn=set_parent_death_signal,
-            )
-        proc.returncode = 0  # reaped below with wait4 (for its rusage), never by Popen
-        pid = proc.pid
-    pidfd = os.pidfd_open(pid)
-    deadline = time.monotonic() + timeout_s
-    cause: str | None = None
-    peak_rss = 0.0
-    try:
-        ps = psutil.Process(pid)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                cause = f"timeout: no result after {timeout_s:g} s"
-                break
-            ready, _, _ = select.select([pidfd], [], [], min(0.5, left))
-            if ready:
-                break
-            try:
-                rss = sum(p.memory_info().rss for p in [ps, *ps.children(recursive=True)]) / 2**20
-            except psutil.Error:
-                continue
-            peak_rss = max(peak_rss, rss)
-            if memory_limit_mb and rss > memory_limit_mb:
-                cause = f"memory limit: worker used {rss:.0f} MB, above the {memory_limit_mb:.0f} MB limit"
-                break
-        if cause is not None:
-            _kill(pid)
-    except BaseException:
-        _kill(pid)
-        _wait(pid)
-        raise
-    finally:
-        os.close(pidfd)
-    code, usage = _wait(pid)
-    peak_rss = max(peak_rss, usage.ru_maxrss / 1024.0)
-    sig = -code if code < 0 else None
-    tail = _tail(log_path)
-    if cause is None and code != 0:
-        if sig is not None:
-            name = signal.Signals(sig).name
-            cause = f"worker killed by {name}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
-        else:
-            cause = f"worker exited with code {code}"
-    return WorkerOutcome(code if cause is None else code, sig, cause, peak_rss or None, tail)
 
 
 class SweepRunner:
