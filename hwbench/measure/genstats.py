@@ -39,14 +39,21 @@ def _pcts(values_ms: np.ndarray, prefix: str, pcts: Sequence[int], ci: bool) -> 
     return out
 
 
-def call_rates(call: Sequence[TokenTiming]) -> tuple[float | None, float | None]:
-    """(prefill tokens/s, decode tokens/s) of one generate call (its sequences run together)."""
+def _call_span(call: Sequence[TokenTiming]) -> tuple[list[TokenTiming], int, int, int] | None:
+    """(the sequences that produced tokens, the call's start, its batch's first token, its last token), in
+    ns; None when no sequence produced a token. The sequences of one call run together."""
     ok = [t for t in call if t.ok and t.token_ns]
     if not ok:
+        return None
+    return ok, min(t.origin_ns for t in ok), max(t.token_ns[0] for t in ok), max(t.token_ns[-1] for t in ok)
+
+
+def call_rates(call: Sequence[TokenTiming]) -> tuple[float | None, float | None]:
+    """(prefill tokens/s, decode tokens/s) of one generate call (its sequences run together)."""
+    span = _call_span(call)
+    if span is None:
         return None, None
-    start = min(t.origin_ns for t in ok)
-    first = max(t.token_ns[0] for t in ok)
-    last = max(t.token_ns[-1] for t in ok)
+    ok, start, first, last = span
     prompt = sum(t.prompt_tokens for t in ok)
     decoded = sum(t.output_tokens - 1 for t in ok)
     prefill = prompt / ((first - start) / 1e9) if first > start else None
@@ -87,12 +94,10 @@ def summarize_generation(calls: Sequence[Sequence[TokenTiming]], wall_s: float) 
 def call_phases_ns(call: Sequence[TokenTiming]) -> tuple[int | None, float | None]:
     """(TTFT, TPOT) of one generate call in ns: its start to its batch's first token, and the mean gap
     from the first to the last token (None with one output token). The loop's stopping statistic."""
-    ok = [t for t in call if t.ok and t.token_ns]
-    if not ok:
+    span = _call_span(call)
+    if span is None:
         return None, None
-    start = min(t.origin_ns for t in ok)
-    first = max(t.token_ns[0] for t in ok)
-    last = max(t.token_ns[-1] for t in ok)
+    ok, start, first, last = span
     steps = max(len(t.token_ns) for t in ok) - 1
     return first - start, ((last - first) / steps if steps > 0 else None)
 
