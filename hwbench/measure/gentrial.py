@@ -141,20 +141,13 @@ def run_generate_trial(trial: "Trial", spec: LlmSpec, ctx: "TrialContext") -> tu
 
 def _admit(adapter: "GenerativeAdapter", trial: "Trial", spec: LlmSpec, rec: TrialRecord, cfg: SweepConfig) -> bool:
     """Whether the point can run: False with rec marked unsupported (and why) when it cannot."""
+    from hwbench.measure.trial import admit_precision
+
     reason = adapter.check(spec, trial.precision, trial.batch_size, trial.prompt_tokens, trial.output_tokens)
     if reason:
         rec.status, rec.error = STATUS_UNSUPPORTED, reason
         return False
-    support = adapter.precision_support(trial.precision)
-    rec.precision_native, rec.precision_note = support.native, support.note
-    if support.native is False:
-        if not cfg.allow_emulated:
-            rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
-                                                         "(sweep file: allow_emulated = true) runs it anyway")
-            return False
-        rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
-                            "representative of hardware that runs it natively")
-    return True
+    return admit_precision(adapter, trial.precision, rec, cfg)
 
 
 def run_generate_trials(trials: list["Trial"], spec: LlmSpec,

@@ -249,21 +249,26 @@ def adapter_options(trial: Trial, ctx: TrialContext) -> AdapterOptions:
 
 def admit(adapter: Adapter, trial: Trial, spec: ModelSpec, rec: TrialRecord, cfg: SweepConfig) -> bool:
     """Whether the point can run: False with rec marked unsupported (and why) when it cannot."""
-    cls = type(adapter)
     reason = adapter.check(spec, trial.precision, trial.batch_size, trial.scenario)
     if reason:
         rec.status, rec.error = STATUS_UNSUPPORTED, reason
-        rec.device = _unsupported_device(cls, cfg.device) or rec.device
-        return False
-    support = adapter.precision_support(trial.precision)
+    elif admit_precision(adapter, trial.precision, rec, cfg):
+        return True
+    rec.device = _unsupported_device(type(adapter), cfg.device) or rec.device
+    return False
+
+
+def admit_precision(adapter: Any, precision: str, rec: TrialRecord, cfg: SweepConfig) -> bool:
+    """The host-precision gate of any adapter (classifier or generative): records whether `precision` is
+    native here; False with rec marked unsupported when it is emulated and the sweep does not allow that."""
+    support = adapter.precision_support(precision)
     rec.precision_native, rec.precision_note = support.native, support.note
     if support.native is False:
         if not cfg.allow_emulated:
             rec.status, rec.error = STATUS_UNSUPPORTED, (f"{support.note}: skipped; --allow-emulated "
                                                "(sweep file: allow_emulated = true) runs it anyway")
-            rec.device = _unsupported_device(cls, cfg.device) or rec.device
             return False
-        rec.warnings.append(f"{trial.precision} is emulated or upcast here (precision_note): its speed is not "
+        rec.warnings.append(f"{precision} is emulated or upcast here (precision_note): its speed is not "
                             "representative of hardware that runs it natively")
     return True
 
