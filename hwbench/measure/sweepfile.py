@@ -76,6 +76,17 @@ class Problem:
 # -- the models -------------------------------------------------------------------------
 
 
+def _not_below(low_key: str, where: str, unit: str = "", spec: str = "") -> Any:
+    """A validator of a section's maximum that refuses it below the minimum `low_key` (set before it),
+    reported at the minimum: "<low><unit> is above <where> (<v><unit>)", numbers in format `spec`."""
+    def check(cls: Any, v: Any, info: ValidationInfo) -> Any:
+        low = info.data.get(low_key)
+        if low is not None and low > v:
+            raise _fail(f"{low:{spec}}{unit} is above {where} ({v:{spec}}{unit})", at=low_key)
+        return v
+    return classmethod(check)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,21 +116,9 @@ class MeasureModel(_Section):
     max_steal_pct: PERCENT = _M.max_steal_pct
     max_other_cpu_pct: PERCENT = _M.max_other_cpu_pct
 
-    @field_validator("max_iters")
-    @classmethod
-    def _iters(cls, v: int, info: ValidationInfo) -> int:
-        low = info.data.get("min_iters")
-        if low is not None and low > v:
-            raise _fail(f"{low} is above measure.max_iters ({v})", at="min_iters")
-        return v
+    _iters = field_validator("max_iters")(_not_below("min_iters", "measure.max_iters"))
 
-    @field_validator("max_duration_s")
-    @classmethod
-    def _durations(cls, v: float, info: ValidationInfo) -> float:
-        low = info.data.get("min_duration_s")
-        if low is not None and low > v:
-            raise _fail(f"{low:g} s is above measure.max_duration_s ({v:g} s)", at="min_duration_s")
-        return v
+    _durations = field_validator("max_duration_s")(_not_below("min_duration_s", "measure.max_duration_s", " s", "g"))
 
 
 class AccuracyModel(_Section):
@@ -148,13 +147,7 @@ class GenerateModel(_Section):
     greedy_tokens: COUNT = _G.greedy_tokens
     accuracy_prompt_tokens: COUNT = _G.accuracy_prompt_tokens
 
-    @field_validator("max_duration_s")
-    @classmethod
-    def _durations(cls, v: float, info: ValidationInfo) -> float:
-        low = info.data.get("min_duration_s")
-        if low is not None and low > v:
-            raise _fail(f"{low:g} s is above generate.max_duration_s ({v:g} s)", at="min_duration_s")
-        return v
+    _durations = field_validator("max_duration_s")(_not_below("min_duration_s", "generate.max_duration_s", " s", "g"))
 
 
 class ServerModel(_Section):
@@ -181,13 +174,7 @@ class ServerModel(_Section):
     confirm_min_queries: Int(1, 10**8, "a positive integer up to 100000000") = _V.confirm_min_queries
     confirm_max_duration_s: DURATION = _V.confirm_max_duration_s
 
-    @field_validator("max_duration_s")
-    @classmethod
-    def _durations(cls, v: float, info: ValidationInfo) -> float:
-        low = info.data.get("min_duration_s")
-        if low is not None and low > v:
-            raise _fail(f"{low:g} s is above server.max_duration_s ({v:g} s)", at="min_duration_s")
-        return v
+    _durations = field_validator("max_duration_s")(_not_below("min_duration_s", "server.max_duration_s", " s", "g"))
 
 
 class TorchOptions(_Section):
