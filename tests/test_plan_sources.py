@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,18 +80,9 @@ def s3() -> Iterator[object]:
     pytest.importorskip("moto", reason="the S3 test needs the fleet extra (pip install 'hwbench[fleet]')")
     from hwbench.testing.s3emu import MotoServer
 
-    with MotoServer() as server:
-        saved = {k: os.environ.get(k) for k in server.env()}
-        os.environ.update(server.env())
+    with MotoServer() as server, server.exported():
         server.create_bucket(BUCKET)
-        try:
-            yield server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        yield server
 
 
 def test_plan_from_results_on_s3_matches_the_local_folder(s3: object, tmp_path: Path,

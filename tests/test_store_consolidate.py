@@ -202,25 +202,16 @@ def test_through_s3_on_the_emulator(store: Path) -> None:
 
     from hwbench.testing.s3emu import MotoServer
 
-    with MotoServer() as s3:
-        saved = {k: os.environ.get(k) for k in s3.env()}
-        os.environ.update(s3.env())
-        try:
-            s3.create_bucket("cons")
-            fs.copy_files(str(store), "cons/st", source_filesystem=fs.LocalFileSystem(),
-                          destination_filesystem=s3.filesystem())
-            uri = "s3://cons/st"
-            truth = load_records(uri)
-            assert consolidate.consolidate(uri).rows == 13
-            same(load_records(uri), truth)
-            write_run(store, "r6", range(2))
-            fs.copy_files(str(store / "r6"), "cons/st/r6", source_filesystem=fs.LocalFileSystem(),
-                          destination_filesystem=s3.filesystem())
-            df = load_records(uri)
-            assert len(df) == 15 and "r6" in set(df.run_id) and not df.duplicated(KEYS).any()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with MotoServer() as s3, s3.exported():
+        s3.create_bucket("cons")
+        fs.copy_files(str(store), "cons/st", source_filesystem=fs.LocalFileSystem(),
+                      destination_filesystem=s3.filesystem())
+        uri = "s3://cons/st"
+        truth = load_records(uri)
+        assert consolidate.consolidate(uri).rows == 13
+        same(load_records(uri), truth)
+        write_run(store, "r6", range(2))
+        fs.copy_files(str(store / "r6"), "cons/st/r6", source_filesystem=fs.LocalFileSystem(),
+                      destination_filesystem=s3.filesystem())
+        df = load_records(uri)
+        assert len(df) == 15 and "r6" in set(df.run_id) and not df.duplicated(KEYS).any()

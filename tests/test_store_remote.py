@@ -31,18 +31,9 @@ BUCKET = "hwbench-test"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        saved = {k: os.environ.get(k) for k in server.env()}
-        os.environ.update(server.env())
+    with MotoServer() as server, server.exported():
         server.create_bucket(BUCKET)
-        try:
-            yield server
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        yield server
 
 
 def rec(run: str, trial_id: str, **kw) -> TrialRecord:

@@ -4,19 +4,20 @@ moto is an emulator of the S3 wire protocol, not S3: it keeps objects in memory 
 proving that the code speaks S3 (PUT, GET, ranged reads, listings, deletes), never for timing a real
 bucket. The server only listens on the loopback address, and the credentials it gets are fake ones.
 
-    with MotoServer() as s3:
-        s3.create_bucket("results")
-        monkeypatch.setenv(...) for each of s3.env().items()   # then "s3://results/..." works
+    with MotoServer() as s3, s3.exported():   # the AWS variables set for this process, restored after
+        s3.create_bucket("results")            # then "s3://results/..." works
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -52,6 +53,20 @@ class MotoServer:
         """The standard AWS variables that point any client at this server, with fake keys."""
         return {"AWS_ENDPOINT_URL_S3": f"http://{self.endpoint}", "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    @contextlib.contextmanager
+    def exported(self) -> Iterator[MotoServer]:
+        """This process's environment pointed at the server (env()) for the block; restored after it."""
+        saved = {k: os.environ.get(k) for k in self.env()}
+        os.environ.update(self.env())
+        try:
+            yield self
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def __enter__(self) -> MotoServer:
         self.proc = subprocess.Popen(_server_command(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
