@@ -21,28 +21,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+from harness_overhead import add_model  # the same one-Add model (a sibling script: benchmarks/ is on sys.path)
 
 from device_adapters.ort_cpu import OrtCpuAdapter
 from hwbench.adapter import AdapterOptions
 from hwbench.measure.arrivals import ArrivalProcess
 from hwbench.measure.capacity import RatePoint, search_capacity
 from hwbench.measure.server import measure_server, warm_up
-from hwbench.models.spec import InputSpec, ModelSpec
 
 LAG_RATES_RPS = (1000.0, 5000.0)
 LAG_DURATION_S = 3.0
 SERVICE_MS, SLO_MS = 2.0, 10.0
-
-
-def add_model(path: Path) -> ModelSpec:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])
-    node = helper.make_node("Add", ["x", "x"], ["y"])
-    model = helper.make_model(helper.make_graph([node], "add", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, path)
-    return ModelSpec(name="add", onnx_path=path, sha256="add", inputs=(InputSpec("x", "float32", (1, 16)),), outputs=("y",))
 
 
 def lag(tmp: Path) -> dict[str, dict[str, float]]:
