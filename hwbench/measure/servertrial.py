@@ -54,7 +54,8 @@ def _ms(values_ns: np.ndarray, q: float) -> float | None:
 
 
 def point_columns(m: ServerMeasurement, rate_rps: float, server: ServerSettings, measure: MeasureSettings) -> dict[str, Any]:
-    """One rate point's record columns (schema v3 server block, latency statistics) and its validity."""
+    """One rate point's record columns (schema v3 server block, latency statistics) and its validity; also
+    `warnings` and `short_reasons` (the invalid reasons that are about the point's length), not columns."""
     latency = m.latency_ns
     served = int(len(latency))
     wall = m.wall_s
@@ -73,13 +74,14 @@ def point_columns(m: ServerMeasurement, rate_rps: float, server: ServerSettings,
     unserved = len(m.scheduled_ns) - served
     out["p99_bound_claimed"] = describe_bound(latency / 1e6, unserved)
     issued = len(m.scheduled_ns)
-    reasons: list[str] = []
+    short: list[str] = []  # too few queries or too short: the point's length, not a failure of the rate
     warnings: list[str] = []
     if issued < server.min_queries:
-        reasons.append(f"only {issued} queries (< min_queries {server.min_queries}): the {server.max_duration_s:g} s "
-                       f"schedule cap at {rate_rps:g} req/s")
+        short.append(f"only {issued} queries (< min_queries {server.min_queries}): the {server.max_duration_s:g} s "
+                     f"schedule cap at {rate_rps:g} req/s")
     if wall < server.min_duration_s:
-        reasons.append(f"run of {wall:.2f} s below the minimum {server.min_duration_s:g} s")
+        short.append(f"run of {wall:.2f} s below the minimum {server.min_duration_s:g} s")
+    reasons = list(short)
     if out["requests_dropped"]:
         reasons.append(f"{out['requests_dropped']} requests dropped (queue full at {server.max_queue})")
     if out["requests_timed_out"]:
@@ -93,7 +95,7 @@ def point_columns(m: ServerMeasurement, rate_rps: float, server: ServerSettings,
         (reasons if material else warnings).append(text)
     if served == 0:
         reasons.append("no request served")
-    out["valid"], out["invalid_reasons"], out["warnings"] = not reasons, reasons, warnings
+    out["valid"], out["invalid_reasons"], out["warnings"], out["short_reasons"] = not reasons, reasons, warnings, short
     return out
 
 
@@ -165,6 +167,7 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             rec = _point_record(template, trial, index, rate)
             cols = point_columns(m, rate, plan, cfg.measure)
             rec.warnings.extend(cols.pop("warnings"))
+            short = cols.pop("short_reasons")
             for k, v in cols.items():
                 setattr(rec, k, v)
             _apply_energy(rec, m.energy, SimpleNamespace(completed=rec.n_samples), ctx)
@@ -183,9 +186,7 @@ def run_server_trial(trial: Trial, spec: ModelSpec, ctx: TrialContext) -> list[t
             ok = meets_slo(rec, server.slo_p99_ms) if server.slo_p99_ms is not None else rec.valid
             single = m.single_service_ns
             floor = _ms(single, 50) if len(single) >= MIN_FLOOR_BATCHES else None
-            short = len(offsets) < plan.min_queries or m.wall_s < plan.min_duration_s
-            why = "; ".join(r for r in rec.invalid_reasons if r.startswith(("only ", "run of "))) if short else ""
-            return RatePoint(rate, ok, rec.latency_p99_ms, floor, valid=rec.valid, why_invalid=why)
+            return RatePoint(rate, ok, rec.latency_p99_ms, floor, valid=rec.valid, why_invalid="; ".join(short))
 
         slo, note = server.slo_p99_ms, ""
         lo = hi = None
