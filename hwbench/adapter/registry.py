@@ -8,6 +8,7 @@ in a config file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
 from dataclasses import dataclass
 
@@ -88,18 +89,29 @@ def load(name: str) -> type[Adapter]:
     return load_class(info(name).target, Adapter, "Adapter")
 
 
-def probe(name: str) -> Probe:
-    """Probe one adapter; a module whose import raises is reported, never raised."""
+def _probe_class(load_it: Callable[[], type], what: str, module: str | None = None) -> Probe:
+    """Import a class with `load_it` and return its probe(); an import failure or a raising probe is a result.
+
+    `what` names the kind in the message ("adapter", "generative adapter"...). A ModuleNotFoundError for
+    `module` itself says the module is not part of this hwbench; UsageError (an unknown name) propagates.
+    """
     try:
-        cls = load(name)
+        cls = load_it()
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - any import failure of a plugin is a probe result
-        return Probe.missing(f"adapter module failed to import: {type(e).__name__}: {e}")
+        if module is not None and isinstance(e, ModuleNotFoundError) and e.name == module:
+            return Probe.missing(f"{what} module {module} is not part of this hwbench")
+        return Probe.missing(f"{what} module failed to import: {type(e).__name__}: {e}")
     try:
         return cls.probe()
     except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
         return Probe.missing(f"probe raised {type(e).__name__}: {e}")
+
+
+def probe(name: str) -> Probe:
+    """Probe one adapter; a module whose import raises is reported, never raised."""
+    return _probe_class(lambda: load(name), "adapter")
 
 
 def parse_adapters(text: str) -> list[str]:
@@ -134,19 +146,7 @@ def load_generative(name: str) -> type[GenerativeAdapter]:
 def probe_generative(name: str) -> Probe:
     """Probe one generative adapter; a module that is missing or fails to import is a probe result."""
     target = generative_info(name).target
-    try:
-        cls = load_generative(name)
-    except ModuleNotFoundError as e:
-        module = target.partition(":")[0]
-        if e.name == module:
-            return Probe.missing(f"generative adapter module {module} is not part of this hwbench")
-        return Probe.missing(f"generative adapter module failed to import: {e}")
-    except Exception as e:  # noqa: BLE001 - any import failure is a probe result
-        return Probe.missing(f"generative adapter module failed to import: {type(e).__name__}: {e}")
-    try:
-        return cls.probe()
-    except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
-        return Probe.missing(f"probe raised {type(e).__name__}: {e}")
+    return _probe_class(lambda: load_generative(name), "generative adapter", module=target.partition(":")[0])
 
 
 def load_endpoint(name: str) -> type:
@@ -165,13 +165,4 @@ def endpoint_names() -> list[str]:
 
 def probe_endpoint(name: str) -> Probe:
     """Probe one endpoint adapter's client side (its library); a module that fails to import is a probe result."""
-    try:
-        cls = load_endpoint(name)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any import failure is a probe result
-        return Probe.missing(f"endpoint adapter module failed to import: {type(e).__name__}: {e}")
-    try:
-        return cls.probe()
-    except Exception as e:  # noqa: BLE001 - a probe must not take the CLI down
-        return Probe.missing(f"probe raised {type(e).__name__}: {e}")
+    return _probe_class(lambda: load_endpoint(name), "endpoint adapter")
