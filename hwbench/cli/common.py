@@ -32,13 +32,19 @@ class _LazyConsole:
     def __init__(self, stderr: bool) -> None:
         self._stderr = stderr
         self._console: Console | None = None
+        self._made_for: tuple[int, int | None] | None = None
 
     def _get(self) -> Console:
-        if self._console is None:
+        """The Console for the current stream and width: made again when either changed since the last
+        use (an embedding program or a test runner swaps sys.stdout and sets $COLUMNS per invocation;
+        a Console kept from the first one would keep its width)."""
+        stream = sys.stderr if self._stderr else sys.stdout
+        made_for = (id(stream), _width(stream))
+        if self._console is None or made_for != self._made_for:
             from rich.console import Console
 
-            stream = sys.stderr if self._stderr else sys.stdout
-            self._console = Console(stderr=self._stderr, width=_width(stream))
+            self._console = Console(stderr=self._stderr, width=made_for[1])
+            self._made_for = made_for
         return self._console
 
     def __getattr__(self, name: str) -> Any:
