@@ -41,9 +41,13 @@ demo: $(STAMP)
 	$(BIN)/hwbench profile resnet50 --out results $(DEMO_FLAGS)
 	$(BIN)/hwbench frontier results
 
+# The suite runs in TEST_WORKERS pytest-xdist processes (most tests wait on worker subprocesses, so two share
+# this 2-vCPU machine kind well); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(TEST_STAMP)
 	$(BIN)/lint-imports  # the layers and contracts in pyproject.toml (ARCHITECTURE.md)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -24,5 +24,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelSpec
 
 @pytest.fixture(autouse=True)
 def _private_model_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never read or write the user's real model cache (~/.cache/hwbench)."""
+    """Tests never read or write the user's real model cache (~/.cache/hwbench), and see no terminal size
+    from their runner: pytest-xdist's workers set COLUMNS=80 and LINES=24, which would narrow every table
+    the CLI prints to a pipe (160 columns otherwise; a test that needs another width sets COLUMNS)."""
     monkeypatch.setenv("HWBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "hwbench-cache"))
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
