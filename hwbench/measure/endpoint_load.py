@@ -117,8 +117,11 @@ def failed_timing(error: str, scheduled_ns: int | None, at_ns: int) -> TokenTimi
     return TokenTiming(start_ns=at_ns, token_ns=(), prompt_tokens=0, ok=False, error=error, scheduled_ns=scheduled_ns)
 
 
-async def _guarded(send: Callable[[int, int | None], Awaitable[TokenTiming]], i: int, scheduled: int | None,
-                   clock: Clock) -> TokenTiming:
+Send = Callable[[int, "int | None"], Awaitable[object]]  # (arrival index, scheduled ns) -> what adapter.send returned
+Done = Callable[[int, object], None]  # called as each request ends, with its index and what send returned
+
+
+async def _guarded(send: Send, i: int, scheduled: int | None, clock: Clock) -> object:
     """send(i, scheduled), with an exception the adapter should not have raised turned into a failed record."""
     try:
         return await send(i, scheduled)
@@ -126,17 +129,32 @@ async def _guarded(send: Callable[[int, int | None], Awaitable[TokenTiming]], i:
         return failed_timing(f"client error: {type(e).__name__}: {str(e)[:200]}", scheduled, clock())
 
 
-async def _open_loop(send: Callable[[int, int | None], Awaitable[TokenTiming]], offsets_s: Sequence[float],
-                     clock: Clock, progress: Progress | None, origin: int | None = None) -> tuple[list[TokenTiming], int, int]:
+def settle_all(adapter: EndpointAdapter, sent: Sequence[object], clock: Clock = time.perf_counter_ns) -> list[TokenTiming]:
+    """After the measurement window: what send() returned, as TokenTimings (a settle bug fails that request only)."""
+    out = []
+    for s in sent:
+        try:
+            out.append(adapter.settle(s))
+        except Exception as e:  # noqa: BLE001
+            scheduled = getattr(s, "scheduled_ns", None)
+            out.append(failed_timing(f"client error reading the answer: {type(e).__name__}: {str(e)[:200]}",
+                                     scheduled, getattr(s, "start_ns", None) or scheduled or clock()))
+    return out
+
+
+async def _open_loop(send: Send, offsets_s: Sequence[float], clock: Clock, progress: Progress | None,
+                     origin: int | None = None, on_done: Done | None = None) -> tuple[list[object], int, int]:
     """Issue request i at origin + offsets_s[i] (origin: now + 1 ms unless given, e.g. shared by processes)."""
     n = len(offsets_s)
-    results: list[TokenTiming | None] = [None] * n
+    results: list[object] = [None] * n
     finished = 0
 
     async def one(i: int, scheduled: int) -> None:
         nonlocal finished
-        results[i] = await _guarded(send, i, scheduled, clock)
+        results[i] = r = await _guarded(send, i, scheduled, clock)
         finished += 1
+        if on_done is not None:
+            on_done(i, r)
         if progress is not None:
             progress(finished, n)
 
@@ -157,9 +175,9 @@ async def _open_loop(send: Callable[[int, int | None], Awaitable[TokenTiming]], 
     return [r for r in results if r is not None], origin, clock()
 
 
-async def _closed_loop(send: Callable[[int, int | None], Awaitable[TokenTiming]], count: int, concurrency: int,
-                       clock: Clock, progress: Progress | None) -> tuple[list[TokenTiming], int, int]:
-    results: list[TokenTiming] = []
+async def _closed_loop(send: Send, count: int, concurrency: int, clock: Clock,
+                       progress: Progress | None) -> tuple[list[object], int, int]:
+    results: list[object] = []
     next_i = 0
 
     async def worker() -> None:
@@ -192,18 +210,19 @@ def run_load(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: in
 
         return run_spread(adapter, prompts, output_tokens, offsets_s, processes, offered_rps=offered_rps, progress=progress)
 
-    async def main() -> tuple[list[TokenTiming], int, int]:
+    async def main() -> tuple[list[object], int, int]:
         async with adapter:
-            async def send(i: int, scheduled: int | None) -> TokenTiming:
-                return await adapter.request(prompts[i], output_tokens, clock, scheduled)
+            async def send(i: int, scheduled: int | None) -> object:
+                return await adapter.send(prompts[i], output_tokens, clock, scheduled)
 
             if offsets_s is not None:
                 return await _open_loop(send, offsets_s, clock, progress)
             return await _closed_loop(send, len(prompts), int(concurrency or 1), clock, progress)
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    timings, start, end = run_async(main)  # type: ignore[misc]
+    sent, start, end = run_async(main)  # type: ignore[misc]
     cpu_pct = 100.0 * (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+    timings = settle_all(adapter, sent, clock)  # outside the window: parsing is not the client's load
     lag = lag_ms_of(timings)
     return LoadResult(timings=timings, wall_s=(end - start) / 1e9, mode="open-loop" if offsets_s is not None else "closed-loop",
                       offered_rps=offered_rps, concurrency=concurrency, client_cpu_pct=cpu_pct, lag_ms=lag,
