@@ -33,6 +33,7 @@ from hwbench.errors import UsageError
 from device_adapters.openai_exchange import ERROR_BODY_CHARS, TOKENS, Exchange, settle
 
 APIS = ("chat", "completions")
+_PROMPT_MARK = "\x00prompt\x00"  # stands for the prompt in a body template (no real prompt is this)
 
 
 def _version() -> str:
@@ -76,6 +77,7 @@ class OpenAIEndpoint(EndpointAdapter):
         self._max_connections = max_connections
         self._verify = verify_tls
         self._client: Any = None
+        self._templates: dict[int, tuple[Any, bytes, bytes]] = {}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -91,6 +93,7 @@ class OpenAIEndpoint(EndpointAdapter):
                 "api_key": "sent" if self._key else "none", "connect_timeout_s": self._timeouts[0],
                 "read_timeout_s": self._timeouts[1], "tls_verify": self._verify, "redirects": "refused",
                 "ignore_eos": self.ignore_eos, "stream": self.stream, "compression": "not requested",
+                "cookies": "ignored",
                 "client": f"aiohttp {_version()}"}
 
     async def __aenter__(self) -> "OpenAIEndpoint":
@@ -106,6 +109,7 @@ class OpenAIEndpoint(EndpointAdapter):
             headers=headers, trust_env=False,  # no proxy or .netrc credentials from the environment
             # no compression asked for, none undone: a compressed answer is a failed request naming it
             auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # an endpoint profile keeps no cookies (and pays nothing for them)
         )
         return self
 
@@ -128,6 +132,20 @@ class OpenAIEndpoint(EndpointAdapter):
         body["prompt"] = prompt
         return f"{self.base_url}/completions", body
 
+    def encoded(self, prompt: str, output_tokens: int) -> tuple[Any, bytes]:
+        """The request's URL and JSON body: json.dumps of _payload(), with only the prompt encoded per
+        request (the rest of the body is encoded once per output length)."""
+        key = int(output_tokens)
+        parts = self._templates.get(key)
+        if parts is None:
+            import yarl
+
+            url, body = self._payload(_PROMPT_MARK, key, stream=self.stream)
+            prefix, _, suffix = json.dumps(body).partition(json.dumps(_PROMPT_MARK))
+            parts = self._templates[key] = (yarl.URL(url), prefix.encode(), suffix.encode())
+        url, prefix, suffix = parts
+        return url, prefix + json.dumps(prompt).encode() + suffix
+
     async def send(self, prompt: str, output_tokens: int, clock: Clock, scheduled_ns: int | None = None) -> Exchange:
         """The measured part of a request: send it, stamp each network read, keep the bytes; no parsing.
 
@@ -137,10 +155,9 @@ class OpenAIEndpoint(EndpointAdapter):
 
         if self._client is None:
             raise RuntimeError("use `async with OpenAIEndpoint(...)` before request()")
-        url, payload = self._payload(prompt, output_tokens, stream=self.stream)
+        url, data = self.encoded(prompt, output_tokens)
         ex = Exchange(start_ns=0, scheduled_ns=scheduled_ns, api=self.api, stream=self.stream)
         reads = ex.reads
-        data = json.dumps(payload).encode()
         ex.start_ns = clock()
         try:
             async with self._client.post(url, data=data, allow_redirects=False) as resp:

@@ -33,7 +33,7 @@ from typing import Any
 from hwbench.adapter.endpoint import EndpointAdapter
 from hwbench.adapter.tokens import TokenTiming
 from hwbench.measure.endpoint_load import (WORKER_FAILED, LoadResult, Progress, _open_loop, _p99, failed_timing,
-                                           lag_ms_of, loop_factory, run_async, settle_all)
+                                           gc_paused, lag_ms_of, loop_factory, run_async, settle_all)
 from hwbench.measure.result_log import ResultLog, read_log
 
 START_LEAD_NS = 20_000_000  # between the origin being sent and the first arrival: the workers must all have it
@@ -84,7 +84,8 @@ def _worker(conn: Any, adapter: EndpointAdapter, prompts: list[str], offsets_s: 
             return await _open_loop(send, offsets_s, clock, None, origin=origin, on_done=log.append)
 
     try:
-        sent, _, end = run_async(main)  # type: ignore[misc]
+        with gc_paused():
+            sent, _, end = run_async(main)  # type: ignore[misc]
         cpu_s = time.process_time() - box["cpu0"]
         wall_s = time.perf_counter() - box["wall0"]
         conn.send(("done", len(sent), end, cpu_s, wall_s))
