@@ -8,7 +8,7 @@ import pytest
 
 from hwbench.measure.arrivals import ArrivalProcess
 from hwbench.measure.endpoint_load import run_load
-from hwbench.measure.endpoint_spread import auto_processes, shares
+from hwbench.measure.endpoint_spread import auto_processes, server_is_local, shares
 from hwbench.testing.fake_endpoint import InstantEndpoint
 
 
@@ -33,8 +33,14 @@ def test_shares_cover_every_arrival_once():
 def test_auto_processes_scale_with_the_rate_and_stop_at_the_cpus():
     assert auto_processes(None, cpus=8) == 1
     assert auto_processes(20.0, cpus=8) == 1
-    assert auto_processes(1200.0, cpus=8) == 3
+    assert auto_processes(2000.0, cpus=8) == 1
+    assert auto_processes(5000.0, cpus=8) == 3
     assert auto_processes(10_000.0, cpus=2) == 2
+    assert auto_processes(10_000.0, cpus=2, server_local=True) == 1  # the server needs a CPU too
+    assert auto_processes(10_000.0, cpus=8, server_local=True) == 5
+    assert auto_processes(10_000.0, cpus=1, server_local=True) == 1
+    assert server_is_local("http://127.0.0.1:8000/v1") and server_is_local("http://localhost/v1")
+    assert server_is_local("http://[::1]:8000/v1") and not server_is_local("https://api.example.com/v1")
 
 
 def test_spread_issues_the_same_seeded_schedule_as_one_process():

@@ -31,7 +31,7 @@ from hwbench.adapter.endpoint import EndpointAdapter
 from hwbench.errors import UsageError
 from hwbench.measure.arrivals import ArrivalProcess
 from hwbench.measure.endpoint_load import LoadResult, run_load
-from hwbench.measure.endpoint_spread import auto_processes
+from hwbench.measure.endpoint_spread import auto_processes, server_is_local
 from hwbench.measure.prompts import synthetic_prompt, tokenizer_prompt, words_for
 from hwbench.results.schema import SCHEMA_VERSION, TrialRecord, settings_json
 
@@ -298,7 +298,7 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
         if rate is not None:
             offsets = ArrivalProcess(rate, cfg.burstiness, seed=cfg.seed).offsets_for(cfg.duration_s, min_count=cfg.requests)
             lr = run_load(client_factory(), prompts.make(p, len(offsets)), o, offsets_s=offsets, offered_rps=rate,
-                          processes=cfg.client_processes or auto_processes(rate))
+                          processes=cfg.client_processes or auto_processes(rate, server_local=server_is_local(cfg.url)))
         else:
             lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc)
         result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host)

@@ -1,7 +1,7 @@
 """One open-loop schedule spread over several client processes, when one process cannot keep it.
 
 A single asyncio process is CPU-bound at some request rate (on this project's 2-core host,
-about a thousand streamed requests/s). Above that it issues requests late, and the lag
+about two thousand streamed requests/s). Above that it issues requests late, and the lag
 rule (hwbench.measure.endpoint_load) rightly voids the run. Spreading the load keeps the one
 seeded schedule: process k of N issues arrivals k, k+N, k+2N, ... at exactly the offsets the
 single process would use, all from one start instant. The stamps are comparable across
@@ -38,12 +38,26 @@ from hwbench.measure.result_log import ResultLog, read_log
 
 START_LEAD_NS = 20_000_000  # between the origin being sent and the first arrival: the workers must all have it
 READY_TIMEOUT_S = 60.0  # a worker that cannot start (import, connect pool) within this is failed
-RPS_PER_PROCESS = 500.0  # the automatic choice: one client process per this many offered requests/s
+# The automatic choice: one client process per this many offered requests/s. Measured (quiet 2-core
+# host, 2026-12-01, benchmarks/http_client.py): one process kept 2,000 streamed requests/s on
+# schedule (lag p99 under 5 ms) at about 85% of a core, while two processes sharing the host with the
+# server missed at the same rate (each process batches less, and three busy processes contend for two CPUs).
+RPS_PER_PROCESS = 2000.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def auto_processes(rate_rps: float | None, cpus: int | None = None) -> int:
+def server_is_local(url: str) -> bool:
+    """Does the endpoint run on this host (a loopback address), so that it competes with the client for CPU?"""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def auto_processes(rate_rps: float | None, cpus: int | None = None, server_local: bool = False) -> int:
     """How many client processes an open loop at rate_rps gets by default: one per RPS_PER_PROCESS
-    requests/s, at most one per CPU this process may use, and 1 for a closed loop."""
+    requests/s, at most one per CPU this process may use (one fewer when the server runs on this
+    host too: it needs a CPU of its own), and 1 for a closed loop."""
     if not rate_rps or rate_rps <= 0:
         return 1
     import math
@@ -54,6 +68,8 @@ def auto_processes(rate_rps: float | None, cpus: int | None = None) -> int:
             cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cpus = os.cpu_count() or 1
+    if server_local:
+        cpus = int(cpus) - 1
     return max(1, min(int(cpus), math.ceil(rate_rps / RPS_PER_PROCESS)))
 
 
