@@ -175,7 +175,7 @@ def profile(
     served_model: Annotated[Optional[str], typer.Option("--served-model", help="Endpoint (MODEL is an http(s):// URL, --adapter openai): the model name the server serves.", rich_help_panel=_EP)] = None,
     api: Annotated[str, typer.Option("--api", help="Endpoint: chat (/v1/chat/completions) or completions (/v1/completions).", rich_help_panel=_EP)] = "chat",
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", metavar="VAR", help="Endpoint: the environment variable holding the API key (never written anywhere).", rich_help_panel=_EP)] = None,
-    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="Endpoint: what it runs on, e.g. '1xH100' (recorded as given).", rich_help_panel=_EP)] = None,
+    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="Endpoint: what it runs on, e.g. '1xH100' (recorded as given; without --instance, priced as an estimate: the cheapest catalog type with it).", rich_help_panel=_EP)] = None,
     requests: Annotated[Optional[int], typer.Option("--requests", help="Endpoint: requests per load point (default 32; open loop: at least this many, and at least --duration-s of arrivals).", rich_help_panel=_EP)] = None,
     slo_ttft_ms: Annotated[Optional[float], typer.Option("--slo-ttft-ms", help="Endpoint: p99 TTFT bound for goodput and the capacity search.", rich_help_panel=_EP)] = None,
     slo_tpot_ms: Annotated[Optional[float], typer.Option("--slo-tpot-ms", help="Endpoint: p99 TPOT bound.", rich_help_panel=_EP)] = None,

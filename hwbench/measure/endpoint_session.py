@@ -188,8 +188,22 @@ def _set(rec: TrialRecord, **values: Any) -> None:
             setattr(rec, k, v)
 
 
+def instance_of(cfg: EndpointConfig) -> tuple[str | None, str | None]:
+    """What the endpoint is priced as: --instance as given; else, from --accelerator alone, the cheapest
+    catalog type with that accelerator and count, labelled an assumption with its basis (or why none)."""
+    if cfg.instance:
+        return cfg.instance, "given"
+    if cfg.accelerator:
+        from hwbench.catalog.prices import load_builtin
+        from hwbench.host.instance import assume_for_accelerator
+
+        return assume_for_accelerator(load_builtin(), cfg.accelerator)
+    return None, None
+
+
 def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens: int, output_tokens: int,
-                 describe: dict[str, Any], prompt_source: str, host: str) -> PointResult:
+                 describe: dict[str, Any], prompt_source: str, host: str,
+                 instance: tuple[str | None, str | None] | None = None) -> PointResult:
     """One load point's record: generation metrics, load health, SLO verdict."""
     from hwbench.measure.genstats import summarize_generation
 
@@ -200,7 +214,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
     rec = TrialRecord(run_id=run_id, trial_id=trial_id, model=cfg.served_model, model_sha256="", adapter="openai",  # weights unseen
                       device=cfg.accelerator or "remote endpoint (given: unknown)", precision="served",
                       batch_size=1, scenario=scenario, concurrency=lr.concurrency or 1,
-                      instance_type=cfg.instance, host=host, hwbench_version=__version__,
+                      instance_type=(instance or (cfg.instance, None))[0], host=host, hwbench_version=__version__,
                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       settings=settings_json({**describe, "mode": lr.mode, "prompt_source": prompt_source,
                                               "prompt_tokens_requested": prompt_tokens,
@@ -208,7 +222,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
                                               "client_cpu_pct_per_process": [None if c != c else round(c, 1) for c in lr.client_cpu_pct_per_process],
                                               "sched_lag_p99_ms_per_process": [None if v is None else round(v, 3)
                                                                                for v in lr.lag_p99_ms_per_process]}))
-    rec.instance_type_source = "given" if cfg.instance else None
+    rec.instance_type_source = instance[1] if instance else ("given" if cfg.instance else None)
     stats = summarize_generation([[t] for t in lr.completed], lr.wall_s)
     for k, v in stats.items():
         if hasattr(rec, k):
@@ -280,10 +294,13 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
     writer = RunWriter(run_dir)
     out = EndpointRun(run_dir)
     host = socket.gethostname()
+    instance = instance_of(cfg)
+    if instance[1] and instance[1] != "given":
+        out.notes.append(f"instance type {instance[1]}")
     manifest: dict[str, Any] = {
         "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hwbench_version": __version__, "schema_version": SCHEMA_VERSION, "instance_type": cfg.instance,
-        "instance": {"instance_type": cfg.instance, "source": "given" if cfg.instance else None, "accelerator": cfg.accelerator},
+        "hwbench_version": __version__, "schema_version": SCHEMA_VERSION, "instance_type": instance[0],
+        "instance": {"instance_type": instance[0], "source": instance[1], "accelerator": cfg.accelerator},
         "host": {"hostname": host, "role": "load-generating client; the endpoint runs elsewhere"},
         "requested": {k: v for k, v in cfg.__dict__.items() if k != "url"} | {"url": cfg.public_url()},
         "endpoint": describe, "notes": out.notes,
@@ -301,7 +318,7 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
                           processes=cfg.client_processes or auto_processes(rate, server_local=server_is_local(cfg.url)))
         else:
             lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc)
-        result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host)
+        result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host, instance)
         if search:
             _set(result.record, capacity_search=search)
         writer.write_trial(result.record)
