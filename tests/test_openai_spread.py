@@ -118,3 +118,18 @@ def test_spread_against_the_fake_http_server():
         assert srv.requests == 30
     assert len(r.completed) == 30 and all(len(t.token_ns) == 4 for t in r.completed)
     assert r.processes == 2 and r.achieved_rps > 0
+
+
+def test_a_closed_loop_spreads_its_workers_over_processes_and_keeps_what_a_dead_one_finished():
+    prompts = ["p"] * 24
+    r = run_load(InstantEndpoint(delay_s=0.005), prompts, 2, concurrency=4, processes=2)
+    assert r.mode == "closed-loop" and r.concurrency == 4 and r.processes == 2
+    assert len(r.completed) == 24 and r.lag_p99_ms is None
+    pids = [t.meta["pid"] for t in r.timings]
+    assert len(set(pids)) == 2 and all(pids[i] == pids[i % 2] for i in range(24))  # every other request each
+    prompts[10] = "die"  # process 0's sixth request: what it had finished is kept
+    r = run_load(InstantEndpoint(delay_s=0.005), prompts, 2, concurrency=2, processes=2)
+    assert all(r.timings[i].ok for i in range(1, 24, 2))
+    assert all(r.timings[i].ok for i in range(0, 10, 2))  # one worker in process 0: finished in order
+    assert all(not r.timings[i].ok and r.timings[i].error.startswith("client worker 0 of 2 failed")
+               for i in range(10, 24, 2))

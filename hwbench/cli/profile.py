@@ -183,7 +183,7 @@ def profile(
     slo_preset: Annotated[Optional[str], typer.Option("--slo-preset", help="Endpoint: named TTFT/TPOT bounds: llama3.1-8b-server (2000/100 ms), llama3.1-8b-interactive (500/30 ms).", rich_help_panel=_EP)] = None,
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="Endpoint: ask the server to ignore EOS (a vLLM/SGLang extension; others may refuse it).", rich_help_panel=_EP)] = False,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", metavar="DIR", help="Endpoint: a local Hugging Face tokenizer folder for exact prompt lengths (default: calibrated synthetic text).", rich_help_panel=_EP)] = None,
-    client_processes: Annotated[Optional[int], typer.Option("--client-processes", metavar="N", help="Endpoint: client processes an open-loop schedule is spread over (default: one per 2,000 offered requests/s, at most one per CPU, one CPU fewer when the endpoint is on this host).", rich_help_panel=_EP)] = None,
+    client_processes: Annotated[Optional[int], typer.Option("--client-processes", metavar="N", help="Endpoint: client processes the load is spread over (open loop, default: one per 2,000 offered requests/s, at most one per CPU, one CPU fewer when the endpoint is on this host; a closed loop splits its --concurrency workers, default one process).", rich_help_panel=_EP)] = None,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 

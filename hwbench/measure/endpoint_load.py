@@ -217,7 +217,7 @@ async def _open_loop(send: Send, offsets_s: Sequence[float], clock: Clock, progr
 
 
 async def _closed_loop(send: Send, count: int, concurrency: int, clock: Clock,
-                       progress: Progress | None) -> tuple[list[object], int, int]:
+                       progress: Progress | None, on_done: Done | None = None) -> tuple[list[object], int, int]:
     results: list[object] = []
     next_i = 0
 
@@ -226,7 +226,10 @@ async def _closed_loop(send: Send, count: int, concurrency: int, clock: Clock,
         while next_i < count:
             i = next_i
             next_i += 1
-            results.append(await _guarded(send, i, None, clock))
+            r = await _guarded(send, i, None, clock)
+            results.append(r)
+            if on_done is not None:
+                on_done(i, r)
             if progress is not None:
                 progress(len(results), count)
 
@@ -240,16 +243,18 @@ def run_load(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: in
              progress: Progress | None = None, processes: int = 1) -> LoadResult:
     """Send len(prompts) requests (prompt i for request i), open-loop at offsets_s or closed-loop at concurrency.
 
-    processes > 1 spreads an open-loop schedule over that many client processes (each issues
-    every processes-th arrival, from one shared start instant); the closed loop runs in one."""
+    processes > 1 spreads the load over that many client processes: an open-loop schedule (each
+    issues every processes-th arrival, from one shared start instant), or a closed loop (each runs
+    its share of the workers over every processes-th request, all starting at one instant)."""
     if (offsets_s is None) == (concurrency is None):
         raise ValueError("give either offsets_s (open loop) or concurrency (closed loop)")
     if offsets_s is not None and len(offsets_s) != len(prompts):
         raise ValueError(f"{len(offsets_s)} arrival times for {len(prompts)} prompts")
-    if offsets_s is not None and processes > 1:
+    if processes > 1 and (offsets_s is not None or int(concurrency or 1) > 1):
         from hwbench.measure.endpoint_spread import run_spread
 
-        return run_spread(adapter, prompts, output_tokens, offsets_s, processes, offered_rps=offered_rps, progress=progress)
+        return run_spread(adapter, prompts, output_tokens, offsets_s, processes, offered_rps=offered_rps, progress=progress,
+                          concurrency=concurrency)
 
     box: dict[str, float] = {}
 

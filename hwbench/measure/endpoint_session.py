@@ -69,7 +69,7 @@ class EndpointConfig:
     instance: str | None = None
     accelerator: str | None = None
     tokenizer: str | None = None
-    client_processes: int | None = None  # open loop: None = endpoint_spread.auto_processes(rate)
+    client_processes: int | None = None  # open loop: None = endpoint_spread.auto_processes(rate); closed loop: None = 1
 
     def __post_init__(self) -> None:
         if not self.concurrency and not self.rates_rps and not self.has_slo:
@@ -101,6 +101,9 @@ class EndpointConfig:
         host = p.hostname or ""
         netloc = f"{host}:{p.port}" if p.port else host
         return urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+CLOSED_LOOP_BUSY_PCT = 90.0  # a one-process closed loop above this share of a core may be client-bound
 
 
 def preset(name: str) -> dict[str, float]:
@@ -255,6 +258,9 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
     if short:
         rec.warnings = [*rec.warnings, f"{len(short)} answer(s) shorter than {output_tokens} tokens (the server stopped "
                         "at EOS; --ignore-eos asks vLLM/SGLang not to)"]
+    if lr.mode == "closed-loop" and lr.processes == 1 and lr.client_cpu_pct >= CLOSED_LOOP_BUSY_PCT:
+        rec.warnings = [*rec.warnings, f"the client used {lr.client_cpu_pct:.0f}% of a core driving concurrency "
+                        f"{lr.concurrency}: it may be what limits this point; --client-processes N spreads the workers"]
     if counted:
         rec.warnings = [*rec.warnings, f"{len(counted)} answer(s) where usage.completion_tokens differs from the chunks "
                         "received (a chunk may carry several tokens): TPOT uses the server's count"]
@@ -317,7 +323,8 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
             lr = run_load(client_factory(), prompts.make(p, len(offsets)), o, offsets_s=offsets, offered_rps=rate,
                           processes=cfg.client_processes or auto_processes(rate, server_local=server_is_local(cfg.url)))
         else:
-            lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc)
+            lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc,
+                          processes=min(cfg.client_processes or 1, conc or 1))
         result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host, instance)
         if search:
             _set(result.record, capacity_search=search)

@@ -22,6 +22,7 @@ finished are read back from its log. Lag and CPU are kept per process and pooled
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import shutil
@@ -32,7 +33,7 @@ from typing import Any
 
 from hwbench.adapter.endpoint import EndpointAdapter
 from hwbench.adapter.tokens import TokenTiming
-from hwbench.measure.endpoint_load import (WORKER_FAILED, LoadResult, Progress, _open_loop, _p99, failed_timing,
+from hwbench.measure.endpoint_load import (WORKER_FAILED, LoadResult, Progress, _closed_loop, _open_loop, _p99, failed_timing,
                                            gc_paused, lag_ms_of, loop_factory, run_async, settle_all)
 from hwbench.measure.result_log import ResultLog, read_log
 
@@ -78,8 +79,8 @@ def shares(count: int, processes: int) -> list[list[int]]:
     return [list(range(k, count, processes)) for k in range(processes)]
 
 
-def _worker(conn: Any, adapter: EndpointAdapter, prompts: list[str], offsets_s: list[float], output_tokens: int,
-            log_path: str) -> None:
+def _worker(conn: Any, adapter: EndpointAdapter, prompts: list[str], offsets_s: list[float] | None, output_tokens: int,
+            log_path: str, concurrency: int = 0) -> None:
     """In a client process: open the pool, say ready, wait for the origin, keep the schedule, log each
     finished request the moment it ends (so a later death cannot lose it), report."""
     clock = time.perf_counter_ns
@@ -97,7 +98,10 @@ def _worker(conn: Any, adapter: EndpointAdapter, prompts: list[str], offsets_s: 
             async def send(i: int, scheduled: int | None) -> object:
                 return await adapter.send(prompts[i], output_tokens, clock, scheduled)
 
-            return await _open_loop(send, offsets_s, clock, None, origin=origin, on_done=log.append)
+            if offsets_s is not None:
+                return await _open_loop(send, offsets_s, clock, None, origin=origin, on_done=log.append)
+            await asyncio.sleep(max(0.0, (origin - clock()) / 1e9))  # every process's workers start together
+            return await _closed_loop(send, len(prompts), concurrency, clock, None, on_done=log.append)
 
     try:
         with gc_paused():
@@ -126,19 +130,20 @@ def _receive(conn: Any, proc: Any, timeout_s: float | None) -> tuple[Any, ...]:
         return ("error", f"exited (code {proc.exitcode}) without reporting")
 
 
-def _spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int, offsets_s: Sequence[float],
-            processes: int, parts: list[list[int]], log_dir: str) -> tuple[list[TokenTiming], int, list[int], list[float],
+def _spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int, offsets_s: Sequence[float] | None,
+            processes: int, parts: list[list[int]], log_dir: str, concurrency: int) -> tuple[list[TokenTiming], int, list[int], list[float],
                                                                           list[float | None], float]:
     """Start the workers, give them one origin, wait for them, then settle what each logged."""
-    n = len(offsets_s)
+    n = len(prompts)
     ctx = mp.get_context("spawn")  # safe beside threads (a fake server, a progress bar); costs ~0.5 s a worker
     workers = []
     logs = [os.path.join(log_dir, f"worker-{k}.log") for k in range(processes)]
     for k, idx in enumerate(parts):
         parent_end, child_end = ctx.Pipe()
         proc = ctx.Process(target=_worker, name=f"hwbench-client-{k}", daemon=True,
-                           args=(child_end, adapter, [prompts[i] for i in idx], [float(offsets_s[i]) for i in idx], output_tokens,
-                                 logs[k]))
+                           args=(child_end, adapter, [prompts[i] for i in idx],
+                                 None if offsets_s is None else [float(offsets_s[i]) for i in idx], output_tokens,
+                                 logs[k], concurrency // processes + (k < concurrency % processes)))
         proc.start()
         child_end.close()
         workers.append((proc, parent_end))
@@ -184,21 +189,24 @@ def _spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int
         why = failed.get(k, f"{WORKER_FAILED} {k} of {processes} reported done without logging it")
         for i in idx:
             if results[i] is None:  # unfinished when its process failed: the only requests a failure costs
-                due = origin + int(float(offsets_s[i]) * 1e9)
-                results[i] = failed_timing(why, due, due)
+                due = origin + int(float(offsets_s[i]) * 1e9) if offsets_s is not None else None
+                results[i] = failed_timing(why, due, due or origin)
     return results, origin, ends, cpu_pct, lag_p99, cpu_s_total  # type: ignore[return-value]
 
 
-def run_spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int, offsets_s: Sequence[float],
-               processes: int, *, offered_rps: float | None = None, progress: Progress | None = None) -> LoadResult:
-    """run_load's open loop over `processes` spawned client processes (the adapter is pickled to each)."""
-    n = len(offsets_s)
-    processes = max(1, min(int(processes), n))
+def run_spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: int, offsets_s: Sequence[float] | None,
+               processes: int, *, offered_rps: float | None = None, progress: Progress | None = None,
+               concurrency: int | None = None) -> LoadResult:
+    """run_load's open loop (offsets_s) or closed loop (offsets_s None, concurrency workers in all) over
+    `processes` spawned client processes (the adapter is pickled to each)."""
+    n = len(prompts)
+    conc = int(concurrency or 0)
+    processes = max(1, min(int(processes), n, conc if offsets_s is None else n))
     parts = shares(n, processes)
     log_dir = tempfile.mkdtemp(prefix="hwbench-client-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
     try:
         results, origin, ends, cpu_pct, lag_p99, cpu_s_total = _spread(adapter, prompts, output_tokens, offsets_s,
-                                                                       processes, parts, log_dir)
+                                                                       processes, parts, log_dir, conc)
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     timings = [t for t in results if t is not None]
@@ -206,6 +214,7 @@ def run_spread(adapter: EndpointAdapter, prompts: Sequence[str], output_tokens: 
     if progress is not None:
         progress(n, n)
     pooled = 100.0 * cpu_s_total / max(wall_s, 1e-9)
-    return LoadResult(timings=timings, wall_s=wall_s, mode="open-loop", offered_rps=offered_rps, concurrency=None,
+    return LoadResult(timings=timings, wall_s=wall_s, mode="open-loop" if offsets_s is not None else "closed-loop",
+                      offered_rps=offered_rps, concurrency=None if offsets_s is not None else conc,
                       client_cpu_pct=pooled, lag_ms=lag_ms_of(timings), processes=processes,
                       client_cpu_pct_per_process=cpu_pct, lag_p99_ms_per_process=lag_p99, event_loop=loop_factory()[1])
