@@ -4,11 +4,12 @@ One streamed request at a time per call of request(); the load generator runs ma
 one asyncio loop. The client is aiohttp, not httpx: on this project's 2-core host, streaming a short
 completion from an instant server cost httpx 7.7-9.7 ms of client CPU per request and aiohttp
 0.4-0.8 ms (measured side by side, benchmarks/http_client.py's set-up), and the load generator
-must never be the bottleneck. Each server-sent event that carries text is stamped with the caller's clock
-when the network read that brought it returned (events that arrived in one read share a stamp: they
-arrived together; lines are split here rather than awaited one by one, which costs the client less CPU
-per request); the server's `usage` counts, when it sends them, are kept beside the stamps
-and cross-checked (a chunk may carry several tokens).
+must never be the bottleneck. Inside the measurement window the load generator calls send(), which
+only stamps each network read with the caller's clock when it returns and keeps its bytes; settle()
+splits the server-sent events and decodes them afterwards (device_adapters.openai_exchange), so each
+event that carries text is stamped with the return time of the read that completed it (events that
+arrived in one read share a stamp: they arrived together). The server's `usage` counts, when it
+sends them, are kept beside the stamps and cross-checked (a chunk may carry several tokens).
 
 Safe by default: the API key is read from the environment variable the user names and only ever
 sits in the client's headers (never in a record, a manifest or a log); TLS verification is on;
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 from hwbench.adapter.contract import Probe
@@ -30,15 +30,10 @@ from hwbench.adapter.endpoint import Clock, EndpointAdapter
 from hwbench.adapter.tokens import TokenTiming
 from hwbench.errors import UsageError
 
+from device_adapters.openai_exchange import ERROR_BODY_CHARS, TOKENS, Exchange, settle
+
 APIS = ("chat", "completions")
-_ERROR_BODY_CHARS = 200
-
-
-async def _with_tail(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The body's pieces, then a newline, so a last line the server did not end is still read."""
-    async for piece in pieces:
-        yield piece
-    yield b"\n"
+_PROMPT_MARK = "\x00prompt\x00"  # stands for the prompt in a body template (no real prompt is this)
 
 
 def _version() -> str:
@@ -82,6 +77,7 @@ class OpenAIEndpoint(EndpointAdapter):
         self._max_connections = max_connections
         self._verify = verify_tls
         self._client: Any = None
+        self._templates: dict[int, tuple[Any, bytes, bytes]] = {}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -96,17 +92,24 @@ class OpenAIEndpoint(EndpointAdapter):
         return {"endpoint": self.base_url, "served_model": self.served_model, "api": self.api,
                 "api_key": "sent" if self._key else "none", "connect_timeout_s": self._timeouts[0],
                 "read_timeout_s": self._timeouts[1], "tls_verify": self._verify, "redirects": "refused",
-                "ignore_eos": self.ignore_eos, "stream": self.stream, "client": f"aiohttp {_version()}"}
+                "ignore_eos": self.ignore_eos, "stream": self.stream, "compression": "not requested",
+                "cookies": "ignored",
+                "client": f"aiohttp {_version()}"}
 
     async def __aenter__(self) -> "OpenAIEndpoint":
         import aiohttp
 
         connect, read = self._timeouts
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        headers = {"Content-Type": "application/json"}  # every request is a JSON POST: set once, not per request
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
         self._client = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read),
             connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=None if self._verify else False),
             headers=headers, trust_env=False,  # no proxy or .netrc credentials from the environment
+            # no compression asked for, none undone: a compressed answer is a failed request naming it
+            auto_decompress=False, skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # an endpoint profile keeps no cookies (and pays nothing for them)
         )
         return self
 
@@ -129,124 +132,77 @@ class OpenAIEndpoint(EndpointAdapter):
         body["prompt"] = prompt
         return f"{self.base_url}/completions", body
 
-    def _text_of(self, doc: dict[str, Any]) -> str:
-        out = []
-        for choice in doc.get("choices") or []:
-            if not isinstance(choice, dict):
-                continue
-            if self.api == "chat":
-                delta = choice.get("delta") or {}
-                piece = delta.get("content") if isinstance(delta, dict) else None
-            else:
-                piece = choice.get("text")
-            if isinstance(piece, str) and piece:
-                out.append(piece)
-        return "".join(out)
+    def encoded(self, prompt: str, output_tokens: int) -> tuple[Any, bytes]:
+        """The request's URL and JSON body: json.dumps of _payload(), with only the prompt encoded per
+        request (the rest of the body is encoded once per output length)."""
+        key = int(output_tokens)
+        parts = self._templates.get(key)
+        if parts is None:
+            import yarl
 
-    @staticmethod
-    def _finish_of(doc: dict[str, Any]) -> str | None:
-        for choice in doc.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                return str(choice["finish_reason"])
-        return None
+            url, body = self._payload(_PROMPT_MARK, key, stream=self.stream)
+            prefix, _, suffix = json.dumps(body).partition(json.dumps(_PROMPT_MARK))
+            parts = self._templates[key] = (yarl.URL(url), prefix.encode(), suffix.encode())
+        url, prefix, suffix = parts
+        return url, prefix + json.dumps(prompt).encode() + suffix
 
-    async def request(self, prompt: str, output_tokens: int, clock: Clock, scheduled_ns: int | None = None) -> TokenTiming:
+    async def send(self, prompt: str, output_tokens: int, clock: Clock, scheduled_ns: int | None = None) -> Exchange:
+        """The measured part of a request: send it, stamp each network read, keep the bytes; no parsing.
+
+        Every failure is captured as data (status, head of an unexpected body, transport fault); settle()
+        reads it after the measurement window."""
         import aiohttp
 
         if self._client is None:
             raise RuntimeError("use `async with OpenAIEndpoint(...)` before request()")
-        url, body = self._payload(prompt, output_tokens, stream=self.stream)
-        stamps: list[int] = []
-        meta: dict[str, Any] = {}
-        usage: dict[str, Any] | None = None
-        finish: str | None = None
-        done = False
-        chars = 0
-
-        def result(error: str | None) -> TokenTiming:
-            counted = usage.get("completion_tokens") if isinstance(usage, dict) else None
-            if isinstance(counted, int) and counted != len(stamps):
-                meta["chunks"] = len(stamps)
-            if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-                meta["prompt_tokens_reported"] = usage["prompt_tokens"]
-            meta["finish_reason"] = finish
-            meta["chars"] = chars
-            return TokenTiming(start_ns=start, token_ns=tuple(stamps), prompt_tokens=int(meta.get("prompt_tokens_reported", 0)),
-                               ok=error is None, error=error, scheduled_ns=scheduled_ns, meta=meta,
-                               counted_tokens=counted if isinstance(counted, int) and counted >= len(stamps) else None)
-
-        start = clock()
+        url, data = self.encoded(prompt, output_tokens)
+        ex = Exchange(start_ns=0, scheduled_ns=scheduled_ns, api=self.api, stream=self.stream)
+        reads = ex.reads
+        ex.start_ns = clock()
         try:
-            async with self._client.post(url, json=body, allow_redirects=False) as resp:
-                if 300 <= resp.status < 400:
-                    return result(f"HTTP {resp.status}: redirect to {resp.headers.get('Location', '?')!r} refused")
-                if resp.status != 200:
-                    text = (await resp.content.read(4 * _ERROR_BODY_CHARS)).decode("utf-8", "replace")[:_ERROR_BODY_CHARS]
-                    return result(f"HTTP {resp.status}: {' '.join(text.split())}")
-                ctype = resp.headers.get("Content-Type", "")
+            async with self._client.post(url, data=data, allow_redirects=False) as resp:
+                ex.status = status = resp.status
+                headers = resp.headers
+                ex.content_type = headers.get("Content-Type", "")
+                ex.content_encoding = headers.get("Content-Encoding", "")
+                if status != 200:
+                    ex.location = headers.get("Location")
+                    ex.head = await resp.content.read(4 * ERROR_BODY_CHARS)
+                    return ex
                 if not self.stream:
-                    doc = await resp.json(content_type=None)
-                    stamps.append(clock())
-                    if not isinstance(doc, dict):
-                        return result("malformed response: not a JSON object")
-                    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else None
-                    finish = self._finish_of(doc)
-                    message = [c.get("message", {}).get("content") if self.api == "chat" else c.get("text")
-                               for c in doc.get("choices") or [] if isinstance(c, dict)]
-                    chars = sum(len(m) for m in message if isinstance(m, str))
-                    if not chars:
-                        return result("the response carried no text")
-                    return result(None if finish else "response without a finish_reason")
-                if "text/event-stream" not in ctype:
-                    text = (await resp.content.read(4 * _ERROR_BODY_CHARS)).decode("utf-8", "replace")
-                    return result(f"not an event stream (content-type {ctype!r}): {' '.join(text.split())[:80]}")
-                buf = b""
-                # whatever bytes have arrived, split into lines here: one await per network read, not per line
-                async for piece in _with_tail(resp.content.iter_any()):
-                    lines = (buf + piece).split(b"\n")
-                    buf = lines.pop()  # an unfinished line waits for the next read
-                    now = clock()  # every frame in this read arrived together
-                    for raw in lines:
-                        if not raw.startswith(b"data:"):
-                            continue  # comments, event names, keep-alives, blank separators
-                        data = raw[5:].strip()
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        try:
-                            doc = json.loads(data)
-                        except (json.JSONDecodeError, UnicodeDecodeError):
-                            return result(f"malformed SSE frame after {len(stamps)} token(s): {data[:60]!r}")
-                        if not isinstance(doc, dict):
-                            return result(f"malformed SSE frame after {len(stamps)} token(s): not a JSON object")
-                        if "error" in doc:
-                            return result(f"server error in stream after {len(stamps)} token(s): {str(doc['error'])[:_ERROR_BODY_CHARS]}")
-                        text = self._text_of(doc)
-                        if text:
-                            stamps.append(now)
-                            chars += len(text)
-                        finish = self._finish_of(doc) or finish
-                        if isinstance(doc.get("usage"), dict):
-                            usage = doc["usage"]
-                    if done:
+                    body = await resp.read()
+                    reads.append((clock(), body))
+                    return ex
+                content = resp.content
+                if "text/event-stream" not in ex.content_type:
+                    ex.head = await content.read(4 * ERROR_BODY_CHARS)
+                    return ex
+                # one await per network read, whatever it holds; the events are split and decoded by settle()
+                while True:
+                    piece = await content.readany()
+                    if not piece:
                         break
+                    reads.append((clock(), piece))
+                    if piece[-1:] == b"\n" and piece.rstrip().endswith(b"[DONE]"):
+                        break  # a line ending in [DONE] (a JSON frame ends in "}"): the stream is over
         except aiohttp.ServerTimeoutError:
-            return result(f"read timeout: no data for {self._timeouts[1]:g} s after {len(stamps)} token(s)")
+            ex.fault = f"read timeout: no data for {self._timeouts[1]:g} s after {TOKENS} token(s)"
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
-            return result(f"connection closed mid-stream after {len(stamps)} token(s) ({type(e).__name__})")
+            ex.fault = f"connection closed mid-stream after {TOKENS} token(s) ({type(e).__name__})"
         except aiohttp.ClientConnectorError as e:
-            return result(f"cannot connect to {self.base_url}: {str(e)[:_ERROR_BODY_CHARS]}")
+            ex.fault = f"cannot connect to {self.base_url}: {str(e)[:ERROR_BODY_CHARS]}".replace(TOKENS, "?")
         except asyncio.TimeoutError:
-            return result(f"timeout after {len(stamps)} token(s)")
+            ex.fault = f"timeout after {TOKENS} token(s)"
         except (aiohttp.ClientError, ValueError) as e:
-            return result(f"{type(e).__name__}: {str(e)[:_ERROR_BODY_CHARS]}")
-        if not stamps:
-            return result("the stream carried no tokens")
-        if finish is None:
-            return result(f"stream ended without a finish_reason after {len(stamps)} token(s): cut off by the server")
-        if not done:
-            meta["warning"] = "stream ended without [DONE]"
-        return result(None)
+            ex.fault = f"{type(e).__name__}: {str(e)[:ERROR_BODY_CHARS]}".replace(TOKENS, "?")
+        return ex
+
+    def settle(self, sent: object) -> TokenTiming:
+        """An Exchange from send() as a TokenTiming (a TokenTiming, e.g. a client error, passes through)."""
+        return settle(sent) if isinstance(sent, Exchange) else sent  # type: ignore[return-value]
+
+    async def request(self, prompt: str, output_tokens: int, clock: Clock, scheduled_ns: int | None = None) -> TokenTiming:
+        return settle(await self.send(prompt, output_tokens, clock, scheduled_ns))
 
     async def count_prompt_tokens(self, prompt: str) -> int | None:
         """usage.prompt_tokens of a 1-token non-streamed request (calibrates synthetic prompts)."""

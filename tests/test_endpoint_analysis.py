@@ -140,3 +140,34 @@ def test_the_frontier_point_of_an_endpoint_curve_is_its_highest_rate_within_the_
     kept, curves = collapse_server_rows(rows, np.arange(3), np.zeros(3, dtype=np.int64))
     assert list(kept) == [1]  # 2/s: the highest rate whose TTFT p99 met 400 ms
     assert [p["offered_rps"] for p in curves[1]] == [1.0, 2.0, 4.0] and curves[1][2]["ttft_p99_ms"] == 900.0
+
+
+def test_an_endpoint_given_only_its_accelerator_is_priced_as_an_assumed_catalog_type(tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp", reason="the openai adapter needs aiohttp: pip install 'hwbench[serve]'")
+    from device_adapters.openai_http import OpenAIEndpoint
+    from hwbench.measure.endpoint_session import EndpointConfig, instance_of, run_endpoint_profile
+    from hwbench.testing.fake_openai import FakeConfig, FakeOpenAIServer
+
+    catalog = load_builtin()
+    h100 = sorted((p.usd_per_hour("on-demand"), p.name) for p in catalog.prices.values()
+                  if p.accelerator == "H100" and p.accelerator_count == 1 and p.usd_per_hour("on-demand") is not None)
+    assert h100, "the built-in catalog has a 1 x H100 type"
+    with FakeOpenAIServer(FakeConfig(default_tokens=4)) as srv:
+        cfg = EndpointConfig(url=srv.base_url, served_model="fake", api="completions", prompt_tokens=(8,),
+                             output_tokens=(4,), concurrency=(1,), requests=4, warmup_requests=0, accelerator="1xH100")
+        run = run_endpoint_profile(cfg, lambda: OpenAIEndpoint(srv.base_url, "fake", api="completions"), tmp_path,
+                                   {"endpoint": "fake"})
+    rec = run.records[0]
+    assert rec.instance_type == h100[0][1]  # the cheapest catalog type with that accelerator and count
+    assert rec.instance_type_source.startswith(f"assumed: {h100[0][1]}") and "1 x H100" in rec.instance_type_source
+    assert "estimate" in rec.instance_type_source and any("assumed" in n for n in run.notes)
+    out = runner.invoke(app, ["frontier", str(tmp_path), "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["points"][0]["price_usd_per_hour"] == pytest.approx(h100[0][0])
+    assert any("ASSUMED" in n for n in doc.get("notes", [])), doc.get("notes")
+    # a count or model the catalog does not have is left unpriced with the reason, never priced by guess
+    none, why = instance_of(EndpointConfig(url=srv.base_url, served_model="fake", accelerator="3xH100"))
+    assert none is None and why.startswith("not priced: no instance type in the price catalog has 3 x H100")
+    assert instance_of(EndpointConfig(url=srv.base_url, served_model="fake", instance="g5.xlarge",
+                                      accelerator="1xH100")) == ("g5.xlarge", "given")

@@ -9,6 +9,7 @@ and keeps its own scheduling lag. What the endpoint runs on is said by the user 
 
     async with adapter:                                  # opens the connection pool
         timing = await adapter.request(prompt, output_tokens, clock, scheduled_ns)   # -> TokenTiming
+        # under load: sent = await adapter.send(...) in the window, adapter.settle(sent) after it
 
 A failed request is data: request() never raises for what the server did (HTTP errors,
 timeouts, disconnects, malformed frames); it returns a TokenTiming with ok=False and the reason.
@@ -46,6 +47,19 @@ class EndpointAdapter(ABC):
     @abstractmethod
     async def request(self, prompt: str, output_tokens: int, clock: Clock, scheduled_ns: int | None = None) -> TokenTiming:
         """Send one generation request and stamp each streamed token; never raises for server faults."""
+
+    async def send(self, prompt: str, output_tokens: int, clock: Clock, scheduled_ns: int | None = None) -> object:
+        """What the load generator awaits inside the measurement window: the request with as little
+        work as keeps its stamps exact (e.g. stamped raw reads, unparsed); settle() makes it a
+        TokenTiming after the window. It must pickle (a client process logs it as it completes).
+        The default is request() itself."""
+        return await self.request(prompt, output_tokens, clock, scheduled_ns)
+
+    def settle(self, sent: object) -> TokenTiming:
+        """send()'s result as a TokenTiming; a TokenTiming passes through unchanged."""
+        if not isinstance(sent, TokenTiming):
+            raise TypeError(f"{type(self).__name__}.send() returned a {type(sent).__name__}: override settle() too")
+        return sent
 
     async def count_prompt_tokens(self, prompt: str) -> int | None:
         """The prompt's length in tokens as the server counts it (usage.prompt_tokens), or None."""

@@ -175,7 +175,7 @@ def profile(
     served_model: Annotated[Optional[str], typer.Option("--served-model", help="Endpoint (MODEL is an http(s):// URL, --adapter openai): the model name the server serves.", rich_help_panel=_EP)] = None,
     api: Annotated[str, typer.Option("--api", help="Endpoint: chat (/v1/chat/completions) or completions (/v1/completions).", rich_help_panel=_EP)] = "chat",
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", metavar="VAR", help="Endpoint: the environment variable holding the API key (never written anywhere).", rich_help_panel=_EP)] = None,
-    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="Endpoint: what it runs on, e.g. '1xH100' (recorded as given).", rich_help_panel=_EP)] = None,
+    accelerator: Annotated[Optional[str], typer.Option("--accelerator", help="Endpoint: what it runs on, e.g. '1xH100' (recorded as given; without --instance, priced as an estimate: the cheapest catalog type with it).", rich_help_panel=_EP)] = None,
     requests: Annotated[Optional[int], typer.Option("--requests", help="Endpoint: requests per load point (default 32; open loop: at least this many, and at least --duration-s of arrivals).", rich_help_panel=_EP)] = None,
     slo_ttft_ms: Annotated[Optional[float], typer.Option("--slo-ttft-ms", help="Endpoint: p99 TTFT bound for goodput and the capacity search.", rich_help_panel=_EP)] = None,
     slo_tpot_ms: Annotated[Optional[float], typer.Option("--slo-tpot-ms", help="Endpoint: p99 TPOT bound.", rich_help_panel=_EP)] = None,
@@ -183,7 +183,7 @@ def profile(
     slo_preset: Annotated[Optional[str], typer.Option("--slo-preset", help="Endpoint: named TTFT/TPOT bounds: llama3.1-8b-server (2000/100 ms), llama3.1-8b-interactive (500/30 ms).", rich_help_panel=_EP)] = None,
     ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="Endpoint: ask the server to ignore EOS (a vLLM/SGLang extension; others may refuse it).", rich_help_panel=_EP)] = False,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", metavar="DIR", help="Endpoint: a local Hugging Face tokenizer folder for exact prompt lengths (default: calibrated synthetic text).", rich_help_panel=_EP)] = None,
-    client_processes: Annotated[Optional[int], typer.Option("--client-processes", metavar="N", help="Endpoint: client processes an open-loop schedule is spread over (default: one per 500 offered requests/s, at most one per CPU).", rich_help_panel=_EP)] = None,
+    client_processes: Annotated[Optional[int], typer.Option("--client-processes", metavar="N", help="Endpoint: client processes the load is spread over (open loop, default: one per 2,000 offered requests/s, at most one per CPU, one CPU fewer when the endpoint is on this host; a closed loop splits its --concurrency workers, default one process).", rich_help_panel=_EP)] = None,
 ) -> None:
     """Profile MODEL on each adapter over batch sizes x precisions; write a run folder and print a table.
 

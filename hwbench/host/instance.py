@@ -105,6 +105,31 @@ def assume_instance_type(catalog: PriceCatalog, cpu: CpuIdentity, vcpus: int) ->
                        f"({cpu.label}){others}; not detected")
 
 
+_ACCELERATOR_TEXT = re.compile(r"^\s*(?:(\d+)\s*[x\u00d7*]\s*)?([A-Za-z0-9][A-Za-z0-9 ._-]*?)\s*$")
+
+
+def assume_for_accelerator(catalog: PriceCatalog, accelerator: str) -> tuple[str | None, str]:
+    """For an endpoint on a machine hwbench cannot see, said to have e.g. "1xH100": the cheapest
+    on-demand catalog type with that accelerator (its catalog name, case aside) and that count, and
+    the sentence saying it is an assumption and on what basis; or None and why nothing matched."""
+    m = _ACCELERATOR_TEXT.match(accelerator or "")
+    if not m:
+        return None, f"not priced: --accelerator {accelerator!r} is not COUNTxMODEL (e.g. 1xH100)"
+    count, model = int(m.group(1) or 1), m.group(2).strip()
+    matches = [p for p in catalog.prices.values() if p.accelerator and p.accelerator.lower() == model.lower()
+               and p.accelerator_count == count and p.usd_per_hour(ON_DEMAND) is not None]
+    if not matches:
+        known = sorted({p.accelerator for p in catalog.prices.values() if p.accelerator})
+        return None, (f"not priced: no instance type in the price catalog has {count} x {model} (accelerators it "
+                      f"knows: {', '.join(known)}); pass --instance TYPE")
+    matches.sort(key=lambda p: (p.usd_per_hour(ON_DEMAND), p.name))
+    best = matches[0]
+    others = f", of {', '.join(p.name for p in matches)}" if len(matches) > 1 else ""
+    return best.name, (f"assumed: {best.name} ({best.provider}, on-demand ${best.usd_per_hour(ON_DEMAND):g}/h as of "
+                       f"{best.as_of}) is the cheapest catalog type with {count} x {best.accelerator}{others}; "
+                       f"from --accelerator {accelerator!r}, an estimate: the endpoint's real machine is not seen")
+
+
 def resolve_instance(requested: str | None, catalog: PriceCatalog, cpu: CpuIdentity, vcpus: int, dmi: Dmi,
                      usd_per_hour: float | None = None, price_note: str | None = None) -> InstanceResolution:
     """The instance type and its source for a run, with notes and warnings (see module doc)."""

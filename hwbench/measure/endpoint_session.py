@@ -31,7 +31,7 @@ from hwbench.adapter.endpoint import EndpointAdapter
 from hwbench.errors import UsageError
 from hwbench.measure.arrivals import ArrivalProcess
 from hwbench.measure.endpoint_load import LoadResult, run_load
-from hwbench.measure.endpoint_spread import auto_processes
+from hwbench.measure.endpoint_spread import auto_processes, server_is_local
 from hwbench.measure.prompts import synthetic_prompt, tokenizer_prompt, words_for
 from hwbench.results.schema import SCHEMA_VERSION, TrialRecord, settings_json
 
@@ -69,7 +69,7 @@ class EndpointConfig:
     instance: str | None = None
     accelerator: str | None = None
     tokenizer: str | None = None
-    client_processes: int | None = None  # open loop: None = endpoint_spread.auto_processes(rate)
+    client_processes: int | None = None  # open loop: None = endpoint_spread.auto_processes(rate); closed loop: None = 1
 
     def __post_init__(self) -> None:
         if not self.concurrency and not self.rates_rps and not self.has_slo:
@@ -101,6 +101,9 @@ class EndpointConfig:
         host = p.hostname or ""
         netloc = f"{host}:{p.port}" if p.port else host
         return urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+CLOSED_LOOP_BUSY_PCT = 90.0  # a one-process closed loop above this share of a core may be client-bound
 
 
 def preset(name: str) -> dict[str, float]:
@@ -188,8 +191,22 @@ def _set(rec: TrialRecord, **values: Any) -> None:
             setattr(rec, k, v)
 
 
+def instance_of(cfg: EndpointConfig) -> tuple[str | None, str | None]:
+    """What the endpoint is priced as: --instance as given; else, from --accelerator alone, the cheapest
+    catalog type with that accelerator and count, labelled an assumption with its basis (or why none)."""
+    if cfg.instance:
+        return cfg.instance, "given"
+    if cfg.accelerator:
+        from hwbench.catalog.prices import load_builtin
+        from hwbench.host.instance import assume_for_accelerator
+
+        return assume_for_accelerator(load_builtin(), cfg.accelerator)
+    return None, None
+
+
 def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens: int, output_tokens: int,
-                 describe: dict[str, Any], prompt_source: str, host: str) -> PointResult:
+                 describe: dict[str, Any], prompt_source: str, host: str,
+                 instance: tuple[str | None, str | None] | None = None) -> PointResult:
     """One load point's record: generation metrics, load health, SLO verdict."""
     from hwbench.measure.genstats import summarize_generation
 
@@ -200,7 +217,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
     rec = TrialRecord(run_id=run_id, trial_id=trial_id, model=cfg.served_model, model_sha256="", adapter="openai",  # weights unseen
                       device=cfg.accelerator or "remote endpoint (given: unknown)", precision="served",
                       batch_size=1, scenario=scenario, concurrency=lr.concurrency or 1,
-                      instance_type=cfg.instance, host=host, hwbench_version=__version__,
+                      instance_type=(instance or (cfg.instance, None))[0], host=host, hwbench_version=__version__,
                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       settings=settings_json({**describe, "mode": lr.mode, "prompt_source": prompt_source,
                                               "prompt_tokens_requested": prompt_tokens,
@@ -208,7 +225,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
                                               "client_cpu_pct_per_process": [None if c != c else round(c, 1) for c in lr.client_cpu_pct_per_process],
                                               "sched_lag_p99_ms_per_process": [None if v is None else round(v, 3)
                                                                                for v in lr.lag_p99_ms_per_process]}))
-    rec.instance_type_source = "given" if cfg.instance else None
+    rec.instance_type_source = instance[1] if instance else ("given" if cfg.instance else None)
     stats = summarize_generation([[t] for t in lr.completed], lr.wall_s)
     for k, v in stats.items():
         if hasattr(rec, k):
@@ -241,6 +258,9 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
     if short:
         rec.warnings = [*rec.warnings, f"{len(short)} answer(s) shorter than {output_tokens} tokens (the server stopped "
                         "at EOS; --ignore-eos asks vLLM/SGLang not to)"]
+    if lr.mode == "closed-loop" and lr.processes == 1 and lr.client_cpu_pct >= CLOSED_LOOP_BUSY_PCT:
+        rec.warnings = [*rec.warnings, f"the client used {lr.client_cpu_pct:.0f}% of a core driving concurrency "
+                        f"{lr.concurrency}: it may be what limits this point; --client-processes N spreads the workers"]
     if counted:
         rec.warnings = [*rec.warnings, f"{len(counted)} answer(s) where usage.completion_tokens differs from the chunks "
                         "received (a chunk may carry several tokens): TPOT uses the server's count"]
@@ -280,10 +300,13 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
     writer = RunWriter(run_dir)
     out = EndpointRun(run_dir)
     host = socket.gethostname()
+    instance = instance_of(cfg)
+    if instance[1] and instance[1] != "given":
+        out.notes.append(f"instance type {instance[1]}")
     manifest: dict[str, Any] = {
         "run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hwbench_version": __version__, "schema_version": SCHEMA_VERSION, "instance_type": cfg.instance,
-        "instance": {"instance_type": cfg.instance, "source": "given" if cfg.instance else None, "accelerator": cfg.accelerator},
+        "hwbench_version": __version__, "schema_version": SCHEMA_VERSION, "instance_type": instance[0],
+        "instance": {"instance_type": instance[0], "source": instance[1], "accelerator": cfg.accelerator},
         "host": {"hostname": host, "role": "load-generating client; the endpoint runs elsewhere"},
         "requested": {k: v for k, v in cfg.__dict__.items() if k != "url"} | {"url": cfg.public_url()},
         "endpoint": describe, "notes": out.notes,
@@ -298,10 +321,11 @@ def run_endpoint_profile(cfg: EndpointConfig, client_factory: Callable[[], Endpo
         if rate is not None:
             offsets = ArrivalProcess(rate, cfg.burstiness, seed=cfg.seed).offsets_for(cfg.duration_s, min_count=cfg.requests)
             lr = run_load(client_factory(), prompts.make(p, len(offsets)), o, offsets_s=offsets, offered_rps=rate,
-                          processes=cfg.client_processes or auto_processes(rate))
+                          processes=cfg.client_processes or auto_processes(rate, server_local=server_is_local(cfg.url)))
         else:
-            lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc)
-        result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host)
+            lr = run_load(client_factory(), prompts.make(p, cfg.requests), o, concurrency=conc,
+                          processes=min(cfg.client_processes or 1, conc or 1))
+        result = build_record(cfg, run_id, lr, p, o, describe, prompts.source, host, instance)
         if search:
             _set(result.record, capacity_search=search)
         writer.write_trial(result.record)
