@@ -165,3 +165,13 @@ def test_many_files_go_in_batches_and_duplicates_across_batches_keep_the_last(tm
     assert len(df) == 6
     assert df.set_index("trial_id").loc[["t1", "t4"]].query("run_id == 'r'")["latency_p50_ms"].tolist() == [101.0, 104.0]
     assert df["offered_rps"].dropna().tolist() == [5.0]
+
+
+def test_a_load_lists_each_location_once(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = scan.list_runs
+    monkeypatch.setattr(scan, "list_runs", lambda target: calls.append(str(target)) or real(target))
+    other = tmp_path / "other"
+    shutil.copytree(store / "r1", other / "r1")
+    assert len(load_records([store, other])) == len(load_records(store))  # a copy of r1: the same run, kept once
+    assert calls.count(str(store)) == 2 and calls.count(str(other)) == 1  # two loads of `store`, one of `other`

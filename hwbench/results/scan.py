@@ -463,9 +463,14 @@ def locations_of(paths: Iterable[Any]) -> list[RunListing]:
 def load_records(paths: Iterable[Any], filters: Filters | None = None) -> pd.DataFrame:
     """Every trial record under `paths` (folders or URIs), filtered, one DataFrame in RECORD_SCHEMA order
     (hwbench.results.frame: empty columns shared, so a million records cost what they hold)."""
+    return load_listed(locations_of(paths), filters)
+
+
+def load_listed(listings: list[RunListing], filters: Filters | None = None) -> pd.DataFrame:
+    """load_records of locations already listed (locations_of): each is listed once per load."""
     from hwbench.results.frame import lean_frame
 
-    parts = record_parts(locations_of(paths), filters)
+    parts = record_parts(listings, filters)
     parts[:] = [p.select([n for n in RECORD_SCHEMA.names if n in p.column_names]) for p in parts]  # no name left
     return lean_frame(parts, RECORD_SCHEMA)  # it empties `parts` (the only reference) as it converts: the peak is about the frame
 
