@@ -204,6 +204,10 @@ def main() -> None:
         met = local["consolidated"]["load_s"] <= 1.5 and local["consolidated"]["peak_rss_mb"] <= 600
         result["target_met"] = met
         print(f"target (<= 1.5 s, <= 600 MB, consolidated, local): {'met' if met else 'MISSED'}", flush=True)
+        direct = local["folders"]["load_s"] <= 1.5 and local["folders"]["peak_rss_mb"] <= 600
+        result["target_met_from_folders"] = direct
+        print(f"the same target from the {args.folders} run folders (not compacted): {'met' if direct else 'MISSED'}",
+              flush=True)
         if not args.skip_s3:
             shutil.rmtree(data / "_consolidated", ignore_errors=True)
             s3 = s3_part(data)

@@ -59,9 +59,16 @@ def raw(target: str | Path) -> pd.DataFrame:
     return lean_frame([table], RECORD_SCHEMA)
 
 
+def plain(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with each text column in the storage `to_pandas` gives (a lean frame may hold a low-cardinality
+    one as shared Python strings: same dtype name and missing value, other storage)."""
+    default = pa.array([], pa.large_string()).to_pandas().dtype
+    return df.astype({c: default for c in df.columns if isinstance(df[c].dtype, pd.StringDtype)})
+
+
 def same(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    a = a.sort_values(KEYS).reset_index(drop=True)
-    b = b.sort_values(KEYS).reset_index(drop=True)
+    a = plain(a).sort_values(KEYS).reset_index(drop=True)
+    b = plain(b).sort_values(KEYS).reset_index(drop=True)
     assert list(a.columns) == list(b.columns) and a.dtypes.equals(b.dtypes)
     lists = [c for c in a.columns if a[c].dtype == object]
     pd.testing.assert_frame_equal(a.drop(columns=lists), b.drop(columns=lists))

@@ -163,3 +163,42 @@ def test_profile_out_s3_mirrors_the_run_as_it_goes(s3: MotoServer, tmp_path: Pat
     df = load_records(f"s3://{BUCKET}/profiled")
     assert sorted(df.batch_size) == [1, 2] and (df.status == "ok").all()
     assert df.run_id.unique().tolist() == [result.run_dir.name] and result.run_dir.is_relative_to(tmp_path)
+
+
+def _objects(server: MotoServer, prefix: str) -> list[str]:
+    from pyarrow import fs
+
+    infos = server.filesystem().get_file_info(fs.FileSelector(f"{BUCKET}/{prefix}", recursive=True, allow_not_found=True))
+    return [i.path for i in infos if i.type == fs.FileType.File]
+
+
+def test_a_node_without_credentials_fails_in_one_line_and_leaves_nothing(s3: MotoServer, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unsigned, the SDK frames the upload in chunks; the emulator (like some gateways) stores the framing too:
+    an unreadable records.parquet, once. The write is checked and the object removed."""
+    w = write_run(tmp_path, "nc", [rec("nc", "t0")])
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    m = RunMirror(open_location(f"s3://{BUCKET}/nocreds"), "nc", w.run_dir)
+    for step in (m.manifest, lambda: m.trial(next((w.run_dir / "records").glob("*.parquet")).name)):
+        with pytest.raises(ResultsError) as err:
+            step()
+        assert "\n" not in str(err.value) and "credentials" in str(err.value) and "it was removed" in str(err.value)
+    assert _objects(s3, "nocreds") == []
+    monkeypatch.undo()
+    with pytest.raises(ResultsError, match="no hwbench runs"):  # nothing a reader trips on
+        load_records(f"s3://{BUCKET}/nocreds")
+
+
+def test_a_store_refusing_the_credentials_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key the store does not know: every request is refused (403), the put is a one-line HwbenchError."""
+    from hwbench.errors import HwbenchError
+
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "0")  # this moto server checks every request's key
+    with MotoServer() as strict, strict.exported():
+        loc = open_location(f"s3://{BUCKET}/refused")
+        with pytest.raises(HwbenchError, match=r"^cannot write s3://hwbench-test/refused/r/records/x\.parquet: ") as err:
+            put_bytes(loc, loc.join("r", "records", "x.parquet"), b"PAR1" + bytes(100_000))
+        assert "\n" not in str(err.value) and "Access Key" in str(err.value)

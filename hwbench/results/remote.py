@@ -32,7 +32,15 @@ _PULLED_DIRS = ("records", "latencies")
 
 
 def put_bytes(loc: Location, path: str, data: bytes) -> None:
-    """Commit `data` at `path` on `loc` in one step (a rename on disk, a single PUT on an object store)."""
+    """Commit `data` at `path` on `loc` in one step (a rename on disk, a single PUT on an object store), or
+    raise ResultsError (one line) leaving nothing there that a reader would trip on.
+
+    On an object store the object is checked after the PUT (one HEAD: its size): a client without
+    credentials sends an unsigned, chunk-framed upload that a permissive S3-protocol server (an emulator,
+    some gateways) stores framing and all, a file no reader can open. Such an object is removed and the
+    write fails, naming the credentials. The one key two writers may put at once, a store's consolidated
+    index (hwbench.results.consolidate), is whole either way: a mismatch there fails that consolidation
+    and removes the index, and loads read the run folders (slower, never a loss)."""
     filesystem = loc.fs
     head = path.rpartition("/")[0]
     try:
@@ -42,11 +50,38 @@ def put_bytes(loc: Location, path: str, data: bytes) -> None:
             with filesystem.open_output_stream(tmp) as out:
                 out.write(data)
             filesystem.move(tmp, path)
-        else:
-            with filesystem.open_output_stream(path) as out:
-                out.write(data)
+            return
+        out = filesystem.open_output_stream(path)
+        try:
+            out.write(data)
+        finally:
+            out.close()  # the PUT (or the upload's completion): an error here is the write's error
+        stored = filesystem.get_file_info(path).size
     except OSError as e:
-        raise ResultsError(f"cannot write {loc.display(path)}: {e}") from e
+        raise ResultsError(f"cannot write {loc.display(path)}: {_one_line(e)}") from e
+    if stored != len(data):
+        raise ResultsError(f"cannot write {loc.display(path)}: the store kept {stored} bytes of the {len(data)} sent "
+                           f"(an unsigned or altered upload: does this node have credentials?); {_remove(loc, path)}")
+
+
+def _remove(loc: Location, path: str) -> str:
+    """Remove a bad object; what became of it, for the error message."""
+    from pyarrow import fs
+
+    try:
+        loc.fs.delete_file(path)
+    except OSError as e:  # S3 also re-creates the parent's marker after a delete: that may fail alone
+        try:
+            gone = loc.fs.get_file_info(path).type == fs.FileType.NotFound
+        except OSError:
+            gone = False
+        if not gone:
+            return f"it could not be removed ({_one_line(e)}): delete it by hand"
+    return "it was removed"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 class RunMirror:

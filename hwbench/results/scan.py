@@ -35,6 +35,9 @@ from hwbench.results.uri import Location, open_location
 MANIFEST = "manifest.json"
 CONSOLIDATED_INDEX = "_consolidated/index.json"  # hwbench.results.consolidate
 FOOTER_THREADS = 16  # footers read at once: on an object store each is a round trip or two
+SCAN_FILES = 128  # files scanned together, their parsed footers held meanwhile
+ALWAYS_READ = ("run_id", "trial_id", "model", "started_at")  # keys and filtered columns: read even when empty
+AS_IS = ("trial_id", "started_at")  # text a load reads undictionaried: unique per row / compared by the time filter
 
 
 @dataclass(frozen=True)
@@ -123,12 +126,19 @@ def table_files(listing: RunListing, compacted: str, sub: str, runs: Sequence[st
     return out
 
 
+def _migrations_after(version: int) -> dict[str, Any]:
+    """The columns added since `version`, with the default its rows take."""
+    return {n: d for v in range(version + 1, SCHEMA_VERSION + 1) for n, d in MIGRATIONS.get(v, {}).items()}
+
+
 def _added_after(version: int) -> set[str]:
-    return {name for v in range(version + 1, SCHEMA_VERSION + 1) for name in MIGRATIONS.get(v, {})}
+    return set(_migrations_after(version))
 
 
 def _clash(found: pa.DataType, expected: pa.DataType) -> bool:
     """A column whose values cannot be read as the schema's type: text where a number belongs, or the reverse."""
+    if pa.types.is_dictionary(found):  # text read dictionary-encoded (a load's read options)
+        found = found.value_type
     text = (pa.types.is_string(found) or pa.types.is_large_string(found) or pa.types.is_binary(found))
     number = (pa.types.is_integer(found) or pa.types.is_floating(found) or pa.types.is_boolean(found))
     want_number = pa.types.is_integer(expected) or pa.types.is_floating(expected) or pa.types.is_boolean(expected)
@@ -136,9 +146,34 @@ def _clash(found: pa.DataType, expected: pa.DataType) -> bool:
     return (text and want_number) or (number and want_text)
 
 
-def _versions(fragments: list[Any], schema: pa.Schema) -> list[int]:
-    """Each file's schema version from its footer, checked: ResultsError names a bad file. The footer
-    parsed here stays with its fragment, so the scan does not read it again."""
+def _holding(meta: Any) -> set[str]:
+    """The flat columns holding at least one value in a Parquet file, from its footer's null counts (no data
+    read). A column chunk without statistics counts as holding values; a nested column's leaf (a list's
+    element: its null count does not tell an empty list from a null) is not a name of the schema, and the
+    caller reads those columns anyway."""
+    out: set[str] = set()
+    for r in range(meta.num_row_groups):
+        group = meta.row_group(r)
+        rows = group.num_rows
+        for j in range(group.num_columns):
+            col = group.column(j)
+            name = col.path_in_schema
+            if name in out:
+                continue
+            stats = col.statistics
+            if stats is None or not stats.has_null_count or stats.null_count < rows:
+                out.add(name)
+    return out
+
+
+def _versions(fragments: list[Any], schema: pa.Schema, holding: bool = False,
+              remote: bool = True) -> list[tuple[int, set[str] | None]]:
+    """Each file's schema version from its footer, checked: ResultsError names a bad file; with `holding`, also
+    the columns holding a value in it (_holding). The footer parsed here stays with its fragment, so the scan
+    does not read it again. Footers on an object store (`remote`) are fetched FOOTER_THREADS at a time; on a
+    disk one after another (each is a local read: threads would only contend for the interpreter)."""
+
+    accepted: list[pa.Schema] = []  # physical schemas already checked (a store's files mostly share a few)
 
     def one(frag: Any) -> int:
         path = frag.path
@@ -156,20 +191,35 @@ def _versions(fragments: list[Any], schema: pa.Schema) -> list[int]:
         if v > SCHEMA_VERSION:
             raise ResultsError(f"{path} was written by a newer hwbench (schema {v}, this one reads up to "
                                f"{SCHEMA_VERSION}); upgrade hwbench")
+        if any(phys.equals(a, check_metadata=True) for a in accepted):
+            return v  # the same columns, types and version as a file checked before
         added = _added_after(v) if schema is RECORD_SCHEMA else set()
-        missing = [n for n in schema.names if n not in phys.names and n not in added]
+        found = dict(zip(phys.names, phys.types))
+        missing = [n for n in schema.names if n not in found and n not in added]
         if missing:
             raise ResultsError(f"{path} lacks columns {', '.join(missing[:5])}")
-        wrong = [n for n in schema.names if n in phys.names and _clash(phys.field(n).type, schema.field(n).type)]
+        wrong = [f.name for f in schema if f.name in found and _clash(found[f.name], f.type)]
         if wrong:
             raise ResultsError(f"{path} has columns of the wrong type ({', '.join(wrong[:5])}): expected "
                                f"{', '.join(str(schema.field(n).type) for n in wrong[:5])}")
+        if len(accepted) < 8:
+            accepted.append(phys)
         return v
 
-    if len(fragments) < 4:
-        return [one(f) for f in fragments]
-    with ThreadPoolExecutor(FOOTER_THREADS) as pool:
-        return list(pool.map(one, fragments))
+    if len(fragments) < 4 or not remote:
+        versions = [one(f) for f in fragments]
+    else:
+        with ThreadPoolExecutor(FOOTER_THREADS) as pool:
+            versions = list(pool.map(one, fragments))
+    if not holding:
+        return [(v, None) for v in versions]
+    out = []
+    for frag, v in zip(fragments, versions):
+        try:
+            out.append((v, _holding(frag.metadata)))
+        except (OSError, pa.ArrowException, ValueError) as e:
+            raise ResultsError(f"{frag.path} is truncated or not a Parquet file ({type(e).__name__}: {e})") from e
+    return out
 
 
 def _migrate(table: pa.Table, version: int) -> pa.Table:
@@ -184,29 +234,57 @@ def _migrate(table: pa.Table, version: int) -> pa.Table:
     return table
 
 
+def _lean_read() -> tuple[pa.Schema, Any]:
+    """The record schema and Parquet format a load reads with: text columns dictionary-encoded (as Parquet
+    stores them: no decoding to one string per row; hwbench.results.frame shares their values), but AS_IS."""
+    coded = [f.name for f in RECORD_SCHEMA if pa.types.is_string(f.type) and f.name not in AS_IS]
+    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in coded else f
+                        for f in RECORD_SCHEMA], metadata=RECORD_SCHEMA.metadata)
+    return schema, ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
+
+
+def _lean_columns(checked: list[tuple[int, set[str] | None]]) -> list[str]:
+    """The record columns worth reading from files whose footers said `checked`: those holding a value in
+    any of them, the keys and filtered columns, the list columns, and the columns a migration fills."""
+    holding = set().union(*(h for _, h in checked if h is not None)) | set(ALWAYS_READ)
+    holding |= {f.name for f in RECORD_SCHEMA if pa.types.is_list(f.type)}
+    for v in {v for v, _ in checked}:
+        holding |= {n for n, default in _migrations_after(v).items() if default is not None}
+    return [n for n in RECORD_SCHEMA.names if n in holding]
+
+
 def _scan(listing: RunListing, paths: list[str], schema: pa.Schema, expr: Any, wanted: set[int] | None,
-          origin: bool = False) -> list[pa.Table]:
+          origin: bool = False, lean: bool = False) -> list[pa.Table]:
     """`paths` on the listing's filesystem as tables with `schema`, one per schema version (older first, file
-    order within), migrated. With `origin`, each row also says its run folder and the version it was written under."""
-    fmt = ds.ParquetFileFormat()
+    order within), migrated. With `origin`, each row also says its run folder and the version it was written under.
+    With `lean` (records, for a load), only the columns some file holds a value in are read (their footers
+    say which: a thousand files' empty columns cost nothing), text dictionary-encoded (_lean_read).
+    The files go SCAN_FILES at a time: a parsed footer is held until its file is read (some 350 kB for a
+    record file's 130 columns), so a thousand files must not all be held at once."""
+    read_schema, fmt = _lean_read() if lean else (schema, ds.ParquetFileFormat())
     filesystem = listing.location.fs
-    fragments = list(ds.dataset(paths, schema=schema, format=fmt, filesystem=filesystem).get_fragments())
-    versions = _versions(fragments, schema)
-    parts = []
-    for v in sorted(set(versions)):
-        if wanted is not None and v not in wanted:
-            continue
-        chosen = [f for f, fv in zip(fragments, versions) if fv == v]
-        try:
-            data = ds.FileSystemDataset(chosen, schema, fmt, filesystem)
-            if origin:
-                table = _with_origin(listing, data, chosen, expr, v)
-            else:
-                table = data.to_table(filter=expr)
-        except (OSError, pa.ArrowException) as e:
-            raise ResultsError(f"cannot read results at {listing.location.display()}: {e}") from e
-        parts.append(_migrate(table, v) if v < SCHEMA_VERSION and schema is RECORD_SCHEMA else table)
-    return parts
+    by_version: dict[int, list[pa.Table]] = {}
+    for start in range(0, len(paths), SCAN_FILES):
+        fragments = list(ds.dataset(paths[start:start + SCAN_FILES], schema=read_schema, format=fmt,
+                                    filesystem=filesystem).get_fragments())
+        checked = _versions(fragments, schema, holding=lean, remote=not listing.location.atomic_rename)
+        columns = _lean_columns(checked) if lean else None
+        for v in sorted({v for v, _ in checked}):
+            if wanted is not None and v not in wanted:
+                continue
+            chosen = [f for f, (fv, _) in zip(fragments, checked) if fv == v]
+            try:
+                data = ds.FileSystemDataset(chosen, read_schema, fmt, filesystem)
+                if origin:
+                    table = _with_origin(listing, data, chosen, expr, v)
+                else:
+                    table = data.to_table(columns=columns, filter=expr)
+            except (OSError, pa.ArrowException) as e:
+                raise ResultsError(f"cannot read results at {listing.location.display()}: {e}") from e
+            by_version.setdefault(v, []).append(
+                _migrate(table, v) if v < SCHEMA_VERSION and schema is RECORD_SCHEMA else table)
+        del fragments, checked
+    return [_concat(by_version[v]) for v in sorted(by_version)]
 
 
 def _with_origin(listing: RunListing, data: Any, chosen: list[Any], expr: Any, version: int) -> pa.Table:
@@ -279,9 +357,9 @@ def record_parts(listings: Iterable[RunListing], filters: Filters | None = None)
                 raw = list(listing.runs)
         paths = table_files(listing, "records.parquet", "records", raw)
         if paths:
-            slow.extend(_scan(listing, paths, RECORD_SCHEMA, expr, wanted))
+            slow.extend(_scan(listing, paths, RECORD_SCHEMA, expr, wanted, lean=True))
     keys = ("run_id", "trial_id")
-    raw_table = keep_last(pa.concat_tables(slow), keys) if slow else None
+    raw_table = keep_last(_concat(slow), keys) if slow else None
     parts = [*fast, *([raw_table] if raw_table is not None else [])]
     if len(fast) > 1:  # several consolidated stores: one run may be in two; the last copy wins, as for folders
         mask = last_mask(pa.concat_tables([pa.table({k: p[k].cast(pa.string()) for k in keys}) for p in parts]), keys)
@@ -296,9 +374,22 @@ def record_parts(listings: Iterable[RunListing], filters: Filters | None = None)
     return parts
 
 
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    """`parts` as one table; parts read from different places may hold different columns (the missing ones null)."""
+    if len(parts) == 1:
+        return parts[0]
+    same = all(p.schema.equals(parts[0].schema) for p in parts[1:])
+    return pa.concat_tables(parts) if same else pa.concat_tables(parts, promote_options="default")
+
+
+def _plain(col: Any) -> Any:
+    """A dictionary-encoded column decoded (differing dictionaries cannot be grouped or hashed together)."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
 def _without(table: pa.Table, newer: pa.Table, keys: Sequence[str]) -> pa.Table:
     """`table` without the rows whose keys `newer` also has (the consolidated rows a folder's copy replaces)."""
-    run_ids = pc.unique(newer["run_id"])
+    run_ids = pc.unique(_plain(newer["run_id"]))
     cand = pc.is_in(table["run_id"].cast(pa.string()), value_set=run_ids)
     if not pc.any(cand).as_py():
         return table
@@ -315,11 +406,38 @@ def keep_last(table: pa.Table, keys: Sequence[str]) -> pa.Table:
 
 
 def last_mask(table: pa.Table, keys: Sequence[str]) -> pa.Array | None:
-    """A mask keeping each `keys` combination's last row, in table order; None when no row repeats."""
-    if table.num_rows < 2:
+    """A mask keeping each `keys` combination's last row, in table order; None when no row repeats.
+    Each key column becomes integer codes (its distinct values numbered), the codes one int64 per row, and
+    a sort of those finds the repeats: no hashing of text per row beyond numbering each column once."""
+    n = table.num_rows
+    if n < 2:
         return None
+    combined = np.zeros(n, dtype=np.int64)
+    span = 1
+    for k in keys:
+        codes, distinct = _codes(table[k])
+        span *= distinct + 1
+        if span >= 2**62:  # too many combinations for one int64: let Arrow group them
+            return _last_mask_grouped(table, keys)
+        combined = combined * (distinct + 1) + codes
+    rev_first = np.unique(combined[::-1], return_index=True)[1]
+    if len(rev_first) == n:
+        return None
+    keep = np.zeros(n, dtype=bool)
+    keep[n - 1 - rev_first] = True
+    return pa.array(keep)
+
+
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """`col`'s values numbered 1..distinct (0 for a null) in one int64 array, and the number of distinct values.
+    One array, one dictionary: encoding chunk by chunk would give each chunk its own, costly to unify."""
+    coded = pc.dictionary_encode(_plain(col).combine_chunks())
+    return pc.fill_null(coded.indices.cast(pa.int64()), -1).to_numpy() + 1, len(coded.dictionary)
+
+
+def _last_mask_grouped(table: pa.Table, keys: Sequence[str]) -> pa.Array | None:
     idx = pa.array(range(table.num_rows), pa.int64())
-    last = pa.table({**{k: table[k] for k in keys}, "_i": idx}).group_by(list(keys), use_threads=False).aggregate(
+    last = pa.table({**{k: _plain(table[k]) for k in keys}, "_i": idx}).group_by(list(keys), use_threads=False).aggregate(
         [("_i", "max")])
     if last.num_rows == table.num_rows:
         return None
@@ -345,12 +463,16 @@ def locations_of(paths: Iterable[Any]) -> list[RunListing]:
 def load_records(paths: Iterable[Any], filters: Filters | None = None) -> pd.DataFrame:
     """Every trial record under `paths` (folders or URIs), filtered, one DataFrame in RECORD_SCHEMA order
     (hwbench.results.frame: empty columns shared, so a million records cost what they hold)."""
+    return load_listed(locations_of(paths), filters)
+
+
+def load_listed(listings: list[RunListing], filters: Filters | None = None) -> pd.DataFrame:
+    """load_records of locations already listed (locations_of): each is listed once per load."""
     from hwbench.results.frame import lean_frame
 
-    parts = record_parts(locations_of(paths), filters)
-    for i, p in enumerate(parts):
-        parts[i] = p.select([n for n in RECORD_SCHEMA.names if n in p.column_names])
-    return lean_frame(parts, RECORD_SCHEMA)  # it empties `parts` as it converts: the peak is about the frame
+    parts = record_parts(listings, filters)
+    parts[:] = [p.select([n for n in RECORD_SCHEMA.names if n in p.column_names]) for p in parts]  # no name left
+    return lean_frame(parts, RECORD_SCHEMA)  # it empties `parts` (the only reference) as it converts: the peak is about the frame
 
 
 def load_latencies(paths: Iterable[Any]) -> pd.DataFrame:

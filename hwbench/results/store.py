@@ -331,19 +331,16 @@ def load_records(paths: Iterable[Path | str] | Path | str, *, models: list[str] 
     """Every trial record of every run under `paths` (folders, or s3:// gs:// az:// file:// URIs), one
     DataFrame with RECORD_COLUMNS. The filters are pushed down to the Parquet scan (hwbench.results.scan):
     `models`, `since` <= started_at < `until` (ISO 8601 UTC), `schema_versions` (as written)."""
-    from hwbench.results.scan import Filters
-    from hwbench.results.scan import load_records as scan_records
-
     from hwbench.results import consolidate, scan
 
-    targets = _as_list(paths)
-    local = [p for p in targets if "://" not in str(p) or str(p).startswith("file://")]
-    for target in local:  # a run whose manifest is not one is refused, not quietly used
-        listing = scan.list_runs(str(target))
+    listings = scan.locations_of(_as_list(paths))  # one listing per target, for the check and the load
+    for listing in listings:  # a local run whose manifest is not one is refused, not quietly used
+        if not listing.location.atomic_rename:
+            continue
         _, changed = consolidate.split_runs(listing, consolidate.read_index(listing))
         for run in changed:  # a consolidated run's manifest was checked then, and is unchanged since
             read_manifest(Path(run), require=("run_id",))
-    return scan_records(targets, Filters(models, since, until, schema_versions))
+    return scan.load_listed(listings, scan.Filters(models, since, until, schema_versions))
 
 
 def load_latencies(paths: Iterable[Path | str] | Path | str) -> pd.DataFrame:
