@@ -162,7 +162,7 @@ def _shared_text(chunks: list[pa.Array], n: int) -> Any:
     cls = dtype.construct_array_type()
     try:  # every value is one of the dictionary's str or the missing value: the per-row check is not needed
         return cls._simple_new(out, dtype)
-    except AttributeError:
+    except (AttributeError, TypeError):  # a private pandas API: another pandas may lack or reshape it
         return cls._from_sequence(out, dtype=dtype)
 
 
