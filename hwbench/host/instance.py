@@ -17,8 +17,10 @@ instance_type + instance_type_source, so the analyser can show how much to trust
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hwbench.host.cpu import AMAZON_DMI_VENDOR, CpuIdentity
 from hwbench.catalog.prices import ON_DEMAND, PriceCatalog
@@ -85,6 +87,12 @@ def mismatch_warning(instance_type: str, catalog: PriceCatalog, cpu: CpuIdentity
             "prices will not describe this machine")
 
 
+def _cheapest_first(catalog: PriceCatalog, keep: Callable[[Any], bool]) -> list[Any]:
+    """The catalog's entries that `keep` accepts and that have an on-demand price, cheapest first (ties by name)."""
+    matches = [p for p in catalog.prices.values() if keep(p) and p.usd_per_hour(ON_DEMAND) is not None]
+    return sorted(matches, key=lambda p: (p.usd_per_hour(ON_DEMAND), p.name))
+
+
 def assume_instance_type(catalog: PriceCatalog, cpu: CpuIdentity, vcpus: int) -> tuple[str | None, str]:
     """The catalog's CPU-only type with this host's CPU and vCPU count, and the sentence saying so.
 
@@ -92,13 +100,11 @@ def assume_instance_type(catalog: PriceCatalog, cpu: CpuIdentity, vcpus: int) ->
     """
     if not cpu.known:
         return None, f"not priced: this host's CPU is not identified ({cpu.cpuid}), so no catalog type can be assumed"
-    matches = [p for p in catalog.prices.values()
-               if p.accelerator_count == 0 and p.vcpus == vcpus and p.cpu_vendor == cpu.vendor
-               and p.cpu_family == cpu.family and p.usd_per_hour(ON_DEMAND) is not None]
+    matches = _cheapest_first(catalog, lambda p: p.accelerator_count == 0 and p.vcpus == vcpus
+                              and p.cpu_vendor == cpu.vendor and p.cpu_family == cpu.family)
     if not matches:
         return None, (f"not priced: no instance type in the price catalog has this host's CPU ({cpu.label}) "
                       f"and {vcpus} vCPUs; pass --instance TYPE or --usd-per-hour X")
-    matches.sort(key=lambda p: (p.usd_per_hour(ON_DEMAND), p.name))
     best = matches[0]
     others = f" (the cheapest of {', '.join(p.name for p in matches)})" if len(matches) > 1 else ""
     return best.name, (f"assumed: {best.name} is the catalog's {vcpus}-vCPU type with this host's CPU "
@@ -116,13 +122,12 @@ def assume_for_accelerator(catalog: PriceCatalog, accelerator: str) -> tuple[str
     if not m:
         return None, f"not priced: --accelerator {accelerator!r} is not COUNTxMODEL (e.g. 1xH100)"
     count, model = int(m.group(1) or 1), m.group(2).strip()
-    matches = [p for p in catalog.prices.values() if p.accelerator and p.accelerator.lower() == model.lower()
-               and p.accelerator_count == count and p.usd_per_hour(ON_DEMAND) is not None]
+    matches = _cheapest_first(catalog, lambda p: bool(p.accelerator) and p.accelerator.lower() == model.lower()
+                              and p.accelerator_count == count)
     if not matches:
         known = sorted({p.accelerator for p in catalog.prices.values() if p.accelerator})
         return None, (f"not priced: no instance type in the price catalog has {count} x {model} (accelerators it "
                       f"knows: {', '.join(known)}); pass --instance TYPE")
-    matches.sort(key=lambda p: (p.usd_per_hour(ON_DEMAND), p.name))
     best = matches[0]
     others = f", of {', '.join(p.name for p in matches)}" if len(matches) > 1 else ""
     return best.name, (f"assumed: {best.name} ({best.provider}, on-demand ${best.usd_per_hour(ON_DEMAND):g}/h as of "
