@@ -8,8 +8,8 @@ in a config file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hwbench.adapter import Adapter, Probe
