@@ -222,3 +222,19 @@ def test_through_s3_on_the_emulator(store: Path) -> None:
                       destination_filesystem=s3.filesystem())
         df = load_records(uri)
         assert len(df) == 15 and "r6" in set(df.run_id) and not df.duplicated(KEYS).any()
+
+
+def test_the_rows_file_leaves_out_empty_columns_and_loads_the_same(store: Path) -> None:
+    """A compaction reads the folders as a load does (empty columns left out, text dictionary-encoded) and
+    writes only the columns holding a value, as plain text; the load from it is the load from the folders."""
+    import pyarrow.parquet as pq
+
+    expected = raw(store)
+    done = consolidate.consolidate(str(store))
+    index = json.loads((store / FOLDER / INDEX).read_text())
+    written = pq.read_schema(store / FOLDER / index["file"])
+    assert "latency_p50_ms" in written.names and "ttft_p50_ms" not in written.names  # held a value / never did
+    assert "ttft_p50_ms" in index["empty"] and "adapter" in index["dictionary"]  # one value in 13 rows
+    assert not any(pa.types.is_dictionary(t) for t in written.types)
+    assert done.rows == len(expected) == 13
+    same(load_records([store]), expected)

@@ -102,13 +102,41 @@ def split_runs(listing: Any, index: Index | None) -> tuple[list[str], list[str]]
     return covered, raw
 
 
-def _dictionary_columns(table: pa.Table) -> list[str]:
+def _plain(col: Any) -> Any:
+    """A column with its dictionary encoding (as a lean read gives text) undone."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _empty_columns(table: pa.Table) -> list[str]:
+    """The record columns with no value in `table`: absent (a lean read leaves them out) or all null."""
+    return [f.name for f in RECORD_SCHEMA if f.name not in table.column_names or table[f.name].null_count == table.num_rows]
+
+
+def _dictionary_columns(table: pa.Table, empty: Sequence[str]) -> list[str]:
+    """The text columns with few distinct values (at most DICTIONARY_MAX of the rows): loads read them
+    dictionary-encoded. One column decoded at a time, so the count costs one column's memory."""
     out = []
     for f in RECORD_SCHEMA:
-        if pa.types.is_string(f.type) and table.num_rows and table[f.name].null_count < table.num_rows:
-            if pc.count_distinct(table[f.name]).as_py() <= max(1, DICTIONARY_MAX * table.num_rows):
+        if pa.types.is_string(f.type) and table.num_rows and f.name not in empty:
+            if pc.count_distinct(_plain(table[f.name])).as_py() <= max(1, DICTIONARY_MAX * table.num_rows):
                 out.append(f.name)
     return out
+
+
+def _write_rows(table: pa.Table, empty: Sequence[str], meta: dict[bytes, bytes]) -> bytes:
+    """The consolidated rows file: `table` without its `empty` columns, text as plain strings (a load asks
+    for the index's dictionary columns encoded again), zstd, ROW_GROUP rows per group. Written one row group
+    at a time, so only one group's decoded text is held beside the table."""
+    keep = [n for n in table.column_names if n not in empty]
+    table = table.select(keep)
+    schema = pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                        for f in table.schema], metadata=meta)
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for start in range(0, max(table.num_rows, 1), ROW_GROUP):
+            part = table.slice(start, ROW_GROUP)
+            writer.write_table(pa.table([_plain(c) for c in part.columns], schema=schema), row_group_size=ROW_GROUP)
+    return sink.getvalue().to_pybytes()
 
 
 @dataclass
@@ -146,19 +174,18 @@ def consolidate(target: str, step: Any = None) -> Consolidated:
 
             for run in listing.runs:
                 read_manifest(Path(run), require=("run_id",))
-        table = scan.read_raw(listing, listing.runs, origin=True)
+        table = scan.read_raw(listing, listing.runs, origin=True, lean=True)  # empty columns left out
         step("read")
-        empty = [f.name for f in RECORD_SCHEMA if table[f.name].null_count == table.num_rows]
-        dictionary = _dictionary_columns(table)
-        meta = {**(table.schema.metadata or {}), SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()}
-        table = table.replace_schema_metadata(meta)
+        empty = _empty_columns(table)
+        dictionary = _dictionary_columns(table, empty)
+        meta = {**(RECORD_SCHEMA.metadata or {}), SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()}
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"records-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, row_group_size=ROW_GROUP, compression="zstd")
         rows = table.num_rows
+        data = _write_rows(table, empty, meta)
         del table
-        put_bytes(loc, loc.join(FOLDER, name), sink.getvalue().to_pybytes())
+        put_bytes(loc, loc.join(FOLDER, name), data)
+        del data
         step("rows file written")
         doc = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "file": name, "rows": rows,
                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -276,7 +276,7 @@ def _scan(listing: RunListing, paths: list[str], schema: pa.Schema, expr: Any, w
             try:
                 data = ds.FileSystemDataset(chosen, read_schema, fmt, filesystem)
                 if origin:
-                    table = _with_origin(listing, data, chosen, expr, v)
+                    table = _with_origin(listing, data, chosen, expr, v, columns)
                 else:
                     table = data.to_table(columns=columns, filter=expr)
             except (OSError, pa.ArrowException) as e:
@@ -287,20 +287,24 @@ def _scan(listing: RunListing, paths: list[str], schema: pa.Schema, expr: Any, w
     return [_concat(by_version[v]) for v in sorted(by_version)]
 
 
-def _with_origin(listing: RunListing, data: Any, chosen: list[Any], expr: Any, version: int) -> pa.Table:
-    """`data` read with two more columns: each row's run folder (relative) and `version`, in file order."""
+def _with_origin(listing: RunListing, data: Any, chosen: list[Any], expr: Any, version: int,
+                 columns: list[str] | None = None) -> pa.Table:
+    """`data` read with two more columns: each row's run folder (relative) and `version`, in file order
+    (`columns` only, when given)."""
     from hwbench.results.consolidate import RUN_DIR, VERSION, relative
 
     order = {f.path: i for i, f in enumerate(chosen)}
     tagged = sorted(((order[t.fragment.path], i, t.record_batch) for i, t in
-                     enumerate(ds.Scanner.from_dataset(data, filter=expr).scan_batches())), key=lambda x: x[:2])
+                     enumerate(ds.Scanner.from_dataset(data, columns=columns, filter=expr).scan_batches())),
+                    key=lambda x: x[:2])
     batches = []
     for pos, _, batch in tagged:
         run = relative(listing, chosen[pos].path.rsplit("/records", 1)[0])
         n = batch.num_rows
         batches.append(batch.append_column(RUN_DIR, pa.array([run] * n, pa.string()))
                        .append_column(VERSION, pa.array([version] * n, pa.int16())))
-    schema = data.schema.append(pa.field(RUN_DIR, pa.string())).append(pa.field(VERSION, pa.int16()))
+    base = data.schema if columns is None else pa.schema([data.schema.field(c) for c in columns])
+    schema = base.append(pa.field(RUN_DIR, pa.string())).append(pa.field(VERSION, pa.int16()))
     return pa.Table.from_batches(batches, schema=schema)
 
 
@@ -323,10 +327,11 @@ def read_tables(listings: Iterable[RunListing], compacted: str, sub: str, schema
     return keep_last(table, keys)
 
 
-def read_raw(listing: RunListing, runs: Sequence[str], origin: bool = False) -> pa.Table:
-    """The records of `runs` read from their folders (no consolidated file), each trial once."""
+def read_raw(listing: RunListing, runs: Sequence[str], origin: bool = False, lean: bool = False) -> pa.Table:
+    """The records of `runs` read from their folders (no consolidated file), each trial once. With `lean`,
+    as a load reads them (_scan): the columns no file holds a value in left out, text dictionary-encoded."""
     paths = table_files(listing, "records.parquet", "records", runs)
-    parts = _scan(listing, paths, RECORD_SCHEMA, None, None, origin) if paths else []
+    parts = _scan(listing, paths, RECORD_SCHEMA, None, None, origin, lean=lean) if paths else []
     if not parts:
         table = RECORD_SCHEMA.empty_table()
         if origin:
@@ -334,7 +339,7 @@ def read_raw(listing: RunListing, runs: Sequence[str], origin: bool = False) -> 
 
             table = table.append_column(RUN_DIR, pa.array([], pa.string())).append_column(VERSION, pa.array([], pa.int16()))
         return table
-    return keep_last(pa.concat_tables(parts) if len(parts) > 1 else parts[0], ("run_id", "trial_id"))
+    return keep_last(_concat(parts), ("run_id", "trial_id"))
 
 
 def record_parts(listings: Iterable[RunListing], filters: Filters | None = None) -> list[pa.Table]:
