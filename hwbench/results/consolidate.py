@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hwbench.errors import ResultsError, UsageError
+from hwbench.results.scan import decoded
 from hwbench.results.schema import RECORD_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 FOLDER = "_consolidated"
@@ -102,11 +103,6 @@ def split_runs(listing: Any, index: Index | None) -> tuple[list[str], list[str]]
     return covered, raw
 
 
-def _plain(col: Any) -> Any:
-    """A column with its dictionary encoding (as a lean read gives text) undone."""
-    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-
-
 def _empty_columns(table: pa.Table) -> list[str]:
     """The record columns with no value in `table`: absent (a lean read leaves them out) or all null."""
     return [f.name for f in RECORD_SCHEMA if f.name not in table.column_names or table[f.name].null_count == table.num_rows]
@@ -118,7 +114,7 @@ def _dictionary_columns(table: pa.Table, empty: Sequence[str]) -> list[str]:
     out = []
     for f in RECORD_SCHEMA:
         if pa.types.is_string(f.type) and table.num_rows and f.name not in empty:
-            if pc.count_distinct(_plain(table[f.name])).as_py() <= max(1, DICTIONARY_MAX * table.num_rows):
+            if pc.count_distinct(decoded(table[f.name])).as_py() <= max(1, DICTIONARY_MAX * table.num_rows):
                 out.append(f.name)
     return out
 
@@ -135,7 +131,7 @@ def _write_rows(table: pa.Table, empty: Sequence[str], meta: dict[bytes, bytes])
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for start in range(0, max(table.num_rows, 1), ROW_GROUP):
             part = table.slice(start, ROW_GROUP)
-            writer.write_table(pa.table([_plain(c) for c in part.columns], schema=schema), row_group_size=ROW_GROUP)
+            writer.write_table(pa.table([decoded(c) for c in part.columns], schema=schema), row_group_size=ROW_GROUP)
     return sink.getvalue().to_pybytes()
 
 

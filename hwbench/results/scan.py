@@ -387,14 +387,14 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(parts) if same else pa.concat_tables(parts, promote_options="default")
 
 
-def _plain(col: Any) -> Any:
+def decoded(col: Any) -> Any:
     """A dictionary-encoded column decoded (differing dictionaries cannot be grouped or hashed together)."""
     return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
 def _without(table: pa.Table, newer: pa.Table, keys: Sequence[str]) -> pa.Table:
     """`table` without the rows whose keys `newer` also has (the consolidated rows a folder's copy replaces)."""
-    run_ids = pc.unique(_plain(newer["run_id"]))
+    run_ids = pc.unique(decoded(newer["run_id"]))
     cand = pc.is_in(table["run_id"].cast(pa.string()), value_set=run_ids)
     if not pc.any(cand).as_py():
         return table
@@ -436,13 +436,13 @@ def last_mask(table: pa.Table, keys: Sequence[str]) -> pa.Array | None:
 def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     """`col`'s values numbered 1..distinct (0 for a null) in one int64 array, and the number of distinct values.
     One array, one dictionary: encoding chunk by chunk would give each chunk its own, costly to unify."""
-    coded = pc.dictionary_encode(_plain(col).combine_chunks())
+    coded = pc.dictionary_encode(decoded(col).combine_chunks())
     return pc.fill_null(coded.indices.cast(pa.int64()), -1).to_numpy() + 1, len(coded.dictionary)
 
 
 def _last_mask_grouped(table: pa.Table, keys: Sequence[str]) -> pa.Array | None:
     idx = pa.array(range(table.num_rows), pa.int64())
-    last = pa.table({**{k: _plain(table[k]) for k in keys}, "_i": idx}).group_by(list(keys), use_threads=False).aggregate(
+    last = pa.table({**{k: decoded(table[k]) for k in keys}, "_i": idx}).group_by(list(keys), use_threads=False).aggregate(
         [("_i", "max")])
     if last.num_rows == table.num_rows:
         return None
