@@ -1,8 +1,8 @@
 """Loading many run folders at once, bounded by bytes, not by file count: one listing, one pyarrow dataset.
 
-`load_records` of a thousand run folders (on a disk or an object store) lists the tree once, checks
-each Parquet file's schema version from its footer (read in parallel; the dataset scan reuses the
-parsed footer), then reads every file as one pyarrow.dataset with the filters pushed down to the
+A load of a thousand run folders (`load_listed`, behind hwbench.results.store.load_records; on a disk
+or an object store) lists the tree once, checks each Parquet file's schema version from its footer
+(fetched in parallel on an object store; the dataset scan reuses the parsed footer), then reads every file as one pyarrow.dataset with the filters pushed down to the
 Parquet row groups: model, a time range on `started_at`, schema versions. Files written under an
 older schema are read in their own pass and migrated with schema.MIGRATIONS' defaults. A trial
 kept twice (a compacted file and a fragment left by a crash in between) is kept once, the
@@ -131,10 +131,6 @@ def _migrations_after(version: int) -> dict[str, Any]:
     return {n: d for v in range(version + 1, SCHEMA_VERSION + 1) for n, d in MIGRATIONS.get(v, {}).items()}
 
 
-def _added_after(version: int) -> set[str]:
-    return set(_migrations_after(version))
-
-
 def _clash(found: pa.DataType, expected: pa.DataType) -> bool:
     """A column whose values cannot be read as the schema's type: text where a number belongs, or the reverse."""
     if pa.types.is_dictionary(found):  # text read dictionary-encoded (a load's read options)
@@ -193,7 +189,7 @@ def _versions(fragments: list[Any], schema: pa.Schema, holding: bool = False,
                                f"{SCHEMA_VERSION}); upgrade hwbench")
         if any(phys.equals(a, check_metadata=True) for a in accepted):
             return v  # the same columns, types and version as a file checked before
-        added = _added_after(v) if schema is RECORD_SCHEMA else set()
+        added = set(_migrations_after(v)) if schema is RECORD_SCHEMA else set()
         found = dict(zip(phys.names, phys.types))
         missing = [n for n in schema.names if n not in found and n not in added]
         if missing:
@@ -465,14 +461,9 @@ def locations_of(paths: Iterable[Any]) -> list[RunListing]:
     return listings
 
 
-def load_records(paths: Iterable[Any], filters: Filters | None = None) -> pd.DataFrame:
-    """Every trial record under `paths` (folders or URIs), filtered, one DataFrame in RECORD_SCHEMA order
-    (hwbench.results.frame: empty columns shared, so a million records cost what they hold)."""
-    return load_listed(locations_of(paths), filters)
-
-
 def load_listed(listings: list[RunListing], filters: Filters | None = None) -> pd.DataFrame:
-    """load_records of locations already listed (locations_of): each is listed once per load."""
+    """Every trial record of locations already listed (locations_of), filtered, one DataFrame in RECORD_SCHEMA
+    order (hwbench.results.frame: empty columns shared, so a million records cost what they hold)."""
     from hwbench.results.frame import lean_frame
 
     parts = record_parts(listings, filters)
