@@ -146,12 +146,17 @@ Send = Callable[[int, "int | None"], Awaitable[object]]  # (arrival index, sched
 Done = Callable[[int, object], None]  # called as each request ends, with its index and what send returned
 
 
+def client_error(e: Exception, scheduled: int | None, clock: Clock) -> TokenTiming:
+    """The failed record of a request whose send() raised (the adapter should not have: a client bug)."""
+    return failed_timing(f"client error: {type(e).__name__}: {str(e)[:200]}", scheduled, clock())
+
+
 async def _guarded(send: Send, i: int, scheduled: int | None, clock: Clock) -> object:
     """send(i, scheduled), with an exception the adapter should not have raised turned into a failed record."""
     try:
         return await send(i, scheduled)
     except Exception as e:  # noqa: BLE001 - a client bug must not take the other requests down
-        return failed_timing(f"client error: {type(e).__name__}: {str(e)[:200]}", scheduled, clock())
+        return client_error(e, scheduled, clock)
 
 
 def settle_all(adapter: EndpointAdapter, sent: Sequence[object], clock: Clock = time.perf_counter_ns) -> list[TokenTiming]:
@@ -179,7 +184,7 @@ async def _open_loop(send: Send, offsets_s: Sequence[float], clock: Clock, progr
         try:  # _guarded, inlined: one coroutine frame fewer to resume at every await of every request
             r = await send(i, scheduled)
         except Exception as e:  # noqa: BLE001 - a client bug must not take the other requests down
-            r = failed_timing(f"client error: {type(e).__name__}: {str(e)[:200]}", scheduled, clock())
+            r = client_error(e, scheduled, clock)
         results[i] = r
         finished += 1
         if on_done is not None:
