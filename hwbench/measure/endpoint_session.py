@@ -206,8 +206,9 @@ def instance_of(cfg: EndpointConfig) -> tuple[str | None, str | None]:
 
 def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens: int, output_tokens: int,
                  describe: dict[str, Any], prompt_source: str, host: str,
-                 instance: tuple[str | None, str | None] | None = None) -> PointResult:
-    """One load point's record: generation metrics, load health, SLO verdict."""
+                 instance: tuple[str | None, str | None]) -> PointResult:
+    """One load point's record: generation metrics, load health, SLO verdict; `instance` is
+    instance_of(cfg), worked out once per run."""
     from hwbench.measure.genstats import summarize_generation
 
     open_loop = lr.mode == "open-loop"
@@ -217,7 +218,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
     rec = TrialRecord(run_id=run_id, trial_id=trial_id, model=cfg.served_model, model_sha256="", adapter="openai",  # weights unseen
                       device=cfg.accelerator or "remote endpoint (given: unknown)", precision="served",
                       batch_size=1, scenario=scenario, concurrency=lr.concurrency or 1,
-                      instance_type=(instance or (cfg.instance, None))[0], host=host, hwbench_version=__version__,
+                      instance_type=instance[0], host=host, hwbench_version=__version__,
                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       settings=settings_json({**describe, "mode": lr.mode, "prompt_source": prompt_source,
                                               "prompt_tokens_requested": prompt_tokens,
@@ -225,7 +226,7 @@ def build_record(cfg: EndpointConfig, run_id: str, lr: LoadResult, prompt_tokens
                                               "client_cpu_pct_per_process": [None if c != c else round(c, 1) for c in lr.client_cpu_pct_per_process],
                                               "sched_lag_p99_ms_per_process": [None if v is None else round(v, 3)
                                                                                for v in lr.lag_p99_ms_per_process]}))
-    rec.instance_type_source = instance[1] if instance else ("given" if cfg.instance else None)
+    rec.instance_type_source = instance[1]
     stats = summarize_generation([[t] for t in lr.completed], lr.wall_s)
     for k, v in stats.items():
         if hasattr(rec, k):
