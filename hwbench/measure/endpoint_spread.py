@@ -40,9 +40,10 @@ from hwbench.measure.result_log import ResultLog, read_log
 START_LEAD_NS = 20_000_000  # between the origin being sent and the first arrival: the workers must all have it
 READY_TIMEOUT_S = 60.0  # a worker that cannot start (import, connect pool) within this is failed
 # The automatic choice: one client process per this many offered requests/s. Measured (quiet 2-core
-# host, 2026-12-01, benchmarks/http_client.py): one process kept 2,000 streamed requests/s on
-# schedule (lag p99 under 5 ms) at about 85% of a core, while two processes sharing the host with the
-# server missed at the same rate (each process batches less, and three busy processes contend for two CPUs).
+# host, 2026-12-01, benchmarks/http_client.py, the fake server on the same host): at 2,000 streamed
+# requests/s one process used about 80% of a core, lag p99 1.65 and 5.15 ms in two runs; two processes
+# 103-113% of a core in all, 4.77 and 4.41 ms. One process holds that rate at the edge of the 5 ms bar;
+# with the server on the host (server_local) the second CPU is the server's anyway.
 RPS_PER_PROCESS = 2000.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -62,7 +63,6 @@ def auto_processes(rate_rps: float | None, cpus: int | None = None, server_local
     if not rate_rps or rate_rps <= 0:
         return 1
     import math
-    import os
 
     if cpus is None:
         try:
